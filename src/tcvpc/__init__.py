@@ -1,8 +1,77 @@
 """tcvpc: an asyncio client for the Tencent Cloud VPC API (API 3.0, TC3-HMAC-SHA256).
 
-The public surface is re-exported here; everything else is an implementation detail.
+    from tcvpc import VpcClient, Credential
+
+    async with VpcClient(credential=Credential("AKID...", "..."), region="ap-guangzhou") as client:
+        result = await client.delete_vpn_connection(
+            vpn_gateway_id="vpngw-7lcl5331", vpn_connection_id="vpnx-p0j11j28")
+
+The public surface is re-exported here; the modules behind it are implementation details.
 """
 
 from tcvpc._version import __version__
+from tcvpc.client import ClientStats, RetryEvent, VpcClient
+from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
+from tcvpc.errors import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    ClientClosedError,
+    CredentialsNotFoundError,
+    GatewayBusyError,
+    InvalidStateError,
+    NotFoundError,
+    RequestTimeoutError,
+    ResourceBusyError,
+    ResponseError,
+    RetryKind,
+    ServerError,
+    SignatureExpiredError,
+    TcvpcError,
+    ThrottledError,
+    TransportError,
+)
+from tcvpc.models import DeleteOutcome, DeleteResult, Tag, TunnelRef, TunnelState, VpnConnection
+from tcvpc.ratelimit import AdaptivePacer, LimiterRegistry, RateLimiter, StrictRateLimiter
+from tcvpc.retry import Backoff, RetryBudget, RetryPolicy
 
-__all__ = ["__version__"]
+__all__ = [
+    "AdaptivePacer",
+    "ApiError",
+    "AuthError",
+    "Backoff",
+    "BadRequestError",
+    "ClientClosedError",
+    "ClientStats",
+    "Credential",
+    "CredentialProvider",
+    "CredentialsNotFoundError",
+    "DeleteOutcome",
+    "DeleteResult",
+    "GatewayBusyError",
+    "InvalidStateError",
+    "LimiterRegistry",
+    "NotFoundError",
+    "RateLimiter",
+    "RequestTimeoutError",
+    "ResourceBusyError",
+    "ResponseError",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryKind",
+    "RetryPolicy",
+    "ServerError",
+    "SignatureExpiredError",
+    "StaticProvider",
+    "StrictRateLimiter",
+    "Tag",
+    "TcvpcError",
+    "ThrottledError",
+    "TransportError",
+    "TunnelRef",
+    "TunnelState",
+    "VpcClient",
+    "VpnConnection",
+    "__version__",
+    "default_credential",
+]

@@ -1,0 +1,553 @@
+"""``VpcClient``: signed, rate-limited, retried calls to the Tencent Cloud VPC API.
+
+The request path runs one way::
+
+    call(action, params)
+      └─ tenacity AsyncRetrying, built for this call (retry.py)
+           each attempt:
+             1. limiter.acquire()   per (account, region, action); retries take tokens too
+             2. credentials.get()   a provider may refresh without blocking the loop
+             3. sign                after the token, so the timestamp is fresh
+             4. POST                one aiohttp ClientSession per client, keep-alive pool
+             5. decode              HTTP 200 + JSON envelope, or a typed error (errors.py)
+
+The body is serialised once per call and those exact bytes are signed and sent on every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from tcvpc import signing
+from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
+from tcvpc.endpoint import Endpoint, parse_endpoint
+from tcvpc.errors import (
+    ApiError,
+    ClientClosedError,
+    NotFoundError,
+    RequestTimeoutError,
+    ResponseError,
+    SignatureExpiredError,
+    TcvpcError,
+    ThrottledError,
+    TransportError,
+    api_error,
+)
+from tcvpc.models import (
+    DeleteOutcome,
+    DeleteResult,
+    TunnelRef,
+    VpnConnection,
+    looks_like_connection_id,
+    looks_like_gateway_id,
+)
+from tcvpc.ratelimit import DEFAULT_RATE, LimiterRegistry
+from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy
+
+logger = logging.getLogger("tcvpc")
+
+API_VERSION = "2017-03-12"
+SERVICE = "vpc"
+CONTENT_TYPE = "application/json"
+ENV_REGION = "TENCENTCLOUD_REGION"
+PAGE_LIMIT = 100
+"""The API's maximum ``Limit`` for DescribeVpnConnections, and its maximum IDs per request."""
+MAX_FILTERS = 10
+MAX_FILTER_VALUES = 5
+_EXCERPT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """What a retry hook receives, once per retry, before the client sleeps."""
+
+    action: str
+    code: str
+    attempt: int
+    """The attempt that failed (1 for the first)."""
+    delay: float
+    request_id: str | None
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters for everything the client sent; read them for reports and metrics."""
+
+    requests_sent: int = 0
+    requests_by_action: Counter[str] = field(default_factory=Counter)
+    errors_by_code: Counter[str] = field(default_factory=Counter)
+    retries_by_code: Counter[str] = field(default_factory=Counter)
+    throttled: int = 0
+
+
+def _error_code(exc: TcvpcError) -> str:
+    """A short label for any failure: the API code, ``HTTP 502``, or the transport error type."""
+    if isinstance(exc, ApiError):
+        return exc.code
+    if isinstance(exc, ResponseError):
+        return f"HTTP {exc.status}" if exc.status != 200 else "MalformedResponse"
+    return type(exc).__name__
+
+
+def _check_id(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:_EXCERPT].decode("utf-8", errors="replace")
+
+
+class VpcClient:
+    """An asyncio client for the VPC API, safe to share between tasks.
+
+    ``credential``: a :class:`Credential`, any :class:`CredentialProvider`, or ``None`` for the
+    default chain (environment, then the profile file). ``region`` defaults to
+    ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in requests per second
+    (default 99: never more than 100 in any second, see ratelimit.py); pass ``limiters`` to
+    share budgets between clients.
+    ``timeout`` bounds one attempt; ``retry_policy`` bounds the whole call.
+    """
+
+    def __init__(
+        self,
+        credential: Credential | CredentialProvider | None = None,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        rate: float = DEFAULT_RATE,
+        limiters: LimiterRegistry | None = None,
+        retry_budget: RetryBudget | None = None,
+        timeout: float = 30.0,
+        language: str | None = None,
+        allow_insecure: bool = False,
+        max_connections: int = 100,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        resolved_region = (region or os.environ.get(ENV_REGION, "")).strip()
+        if not resolved_region:
+            raise ValueError(f"region is required: pass region= or set {ENV_REGION}")
+        if language not in (None, "zh-CN", "en-US"):
+            raise ValueError(f"language must be 'zh-CN' or 'en-US', not {language!r}")
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        if credential is None:
+            credential = default_credential()
+        if isinstance(credential, Credential):
+            self._account = credential.secret_id
+            self._credentials: CredentialProvider = StaticProvider(credential)
+        elif isinstance(credential, CredentialProvider):
+            self._account = f"provider-{id(credential):x}"
+            self._credentials = credential
+        else:
+            raise TypeError("credential must be a Credential, a CredentialProvider or None")
+        self.region = resolved_region
+        self.endpoint: Endpoint = parse_endpoint(endpoint, allow_insecure=allow_insecure)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.limiters = limiters if limiters is not None else LimiterRegistry(rate)
+        self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        self.stats = ClientStats()
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._language = language
+        self._max_connections = max_connections
+        self._on_retry = on_retry
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._clock_offset = 0.0
+        self._warned_id_shape = False
+
+    def __repr__(self) -> str:
+        return f"VpcClient(region={self.region!r}, endpoint={self.endpoint.url!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (when the client made it). Idempotent."""
+        self._closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this VpcClient is closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    # -- the generic call ------------------------------------------------------------------
+
+    async def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
+        """Call any VPC action; returns the ``Response`` object (``RequestId`` included)."""
+        response, _ = await self._call(action, params or {}, retry_policy)
+        return response
+
+    async def _call(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        retry_policy: RetryPolicy | None,
+        on_failure: Callable[[TcvpcError], None] | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """Run ``action`` with retries; returns ``(Response, attempts)``.
+
+        An exception that escapes carries ``attempts`` (how many were made).
+        """
+        if not isinstance(action, str) or not action:
+            raise ValueError("action must be a non-empty string")
+        self._ensure_session()
+        body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        limiter = self.limiters.get(account=self._account, region=self.region, action=action)
+        policy = retry_policy or self.retry_policy
+
+        def log_retry(exc: TcvpcError, attempt: int, delay: float) -> None:
+            code = _error_code(exc)
+            request_id = exc.request_id if isinstance(exc, ApiError) else None
+            self.stats.retries_by_code[code] += 1
+            logger.info(
+                "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
+                action,
+                code,
+                attempt,
+                delay,
+                request_id,
+            )
+            if self._on_retry is not None:
+                self._on_retry(RetryEvent(action, code, attempt, delay, request_id))
+
+        machinery = CallRetrying(policy, self.retry_budget, log_retry)
+        attempts = 0
+        try:
+            async for attempt in machinery.retrying():
+                with attempt:
+                    attempts += 1
+                    permit = await limiter.acquire()
+                    try:
+                        response = await self._attempt(action, body)
+                    except ThrottledError:
+                        limiter.on_throttled()
+                        raise
+                    except TcvpcError as exc:
+                        if on_failure is not None:
+                            on_failure(exc)
+                        raise
+                    finally:
+                        permit.release()
+        except TcvpcError as exc:
+            exc.attempts = attempts
+            raise
+        machinery.succeeded(attempts)
+        return response, attempts
+
+    async def _attempt(self, action: str, body: bytes) -> dict[str, Any]:
+        """One signed POST; returns ``Response`` or raises a typed error."""
+        session = self._ensure_session()
+        credential = await self._credentials.get()
+        timestamp = int(time.time() + self._clock_offset)
+        headers = {
+            "Host": self.endpoint.host_header,
+            "Content-Type": CONTENT_TYPE,
+            "X-TC-Action": action,
+            "X-TC-Version": API_VERSION,
+            "X-TC-Timestamp": str(timestamp),
+            "X-TC-Region": self.region,
+            "X-TC-RequestClient": "tcvpc",
+            "Authorization": signing.authorization(
+                secret_id=credential.secret_id,
+                secret_key=credential.secret_key,
+                service=SERVICE,
+                host=self.endpoint.host_header,
+                content_type=CONTENT_TYPE,
+                payload=body,
+                timestamp=timestamp,
+            ),
+        }
+        if credential.token:
+            headers["X-TC-Token"] = credential.token
+        if self._language:
+            headers["X-TC-Language"] = self._language
+        self.stats.requests_sent += 1
+        self.stats.requests_by_action[action] += 1
+        try:
+            async with session.post(self.endpoint.url, data=body, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                date_header = resp.headers.get("Date")
+        except TimeoutError as exc:
+            self._count_error("RequestTimeoutError")
+            raise RequestTimeoutError(
+                f"{action}: no complete answer within {self._timeout.total}s",
+                action=action,
+                outcome_unknown=True,
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            self._count_error("TransportError")
+            raise TransportError(
+                f"{action}: cannot connect to {self.endpoint.host_header}: {exc.os_error}",
+                action=action,
+                outcome_unknown=False,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            self._count_error("TransportError")
+            raise TransportError(
+                f"{action}: connection failed after sending: {type(exc).__name__}",
+                action=action,
+                outcome_unknown=True,
+            ) from exc
+        try:
+            return self._decode(action, status, raw, date_header)
+        except TcvpcError as exc:
+            self._count_error(_error_code(exc))
+            if isinstance(exc, SignatureExpiredError) and exc.server_date is not None:
+                self._clock_offset = exc.server_date.timestamp() - time.time()
+                logger.warning(
+                    "clock skew: the server's clock is %.0fs ahead of ours; re-signing",
+                    self._clock_offset,
+                )
+            raise
+
+    def _count_error(self, code: str) -> None:
+        self.stats.errors_by_code[code] += 1
+        if code.startswith("RequestLimitExceeded") or code == "LimitExceeded.ActionLimited":
+            self.stats.throttled += 1
+
+    @staticmethod
+    def _decode(action: str, status: int, raw: bytes, date_header: str | None) -> dict[str, Any]:
+        """Turn an HTTP answer into ``Response`` or a typed error; nothing else escapes."""
+        if status != 200:
+            raise ResponseError(
+                "unexpected HTTP status", action=action, status=status, excerpt=_excerpt(raw)
+            )
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ResponseError(
+                "body is not JSON (truncated?)", action=action, status=status, excerpt=_excerpt(raw)
+            ) from None
+        response = document.get("Response") if isinstance(document, dict) else None
+        if not isinstance(response, dict):
+            raise ResponseError(
+                "JSON without a Response object",
+                action=action,
+                status=status,
+                excerpt=_excerpt(raw),
+            )
+        error = response.get("Error")
+        if error is None:
+            return response
+        if not isinstance(error, dict) or not isinstance(error.get("Code"), str):
+            raise ResponseError(
+                "malformed Error object", action=action, status=status, excerpt=_excerpt(raw)
+            )
+        server_date: datetime | None = None
+        if date_header:
+            try:
+                server_date = parsedate_to_datetime(date_header)
+            except (TypeError, ValueError, IndexError):
+                server_date = None
+        return_id = response.get("RequestId")
+        raise api_error(
+            error["Code"],
+            str(error.get("Message", "")),
+            request_id=return_id if isinstance(return_id, str) else "",
+            action=action,
+            server_date=server_date,
+        )
+
+    # -- typed actions ---------------------------------------------------------------------
+
+    def _warn_id_shape(self, vpn_gateway_id: str, vpn_connection_id: str) -> None:
+        if self._warned_id_shape:
+            return
+        if looks_like_gateway_id(vpn_gateway_id) and looks_like_connection_id(vpn_connection_id):
+            return
+        self._warned_id_shape = True
+        logger.warning(
+            "IDs %r / %r do not look like vpngw-/vpnx- + 8 lowercase letters or digits; "
+            "sending anyway (the server decides). Further odd IDs are not reported.",
+            vpn_gateway_id,
+            vpn_connection_id,
+        )
+
+    async def delete_vpn_connection(
+        self,
+        *,
+        vpn_gateway_id: str,
+        vpn_connection_id: str,
+        missing_ok: bool = False,
+        retry_policy: RetryPolicy | None = None,
+    ) -> DeleteResult:
+        """Delete one VPN tunnel; the tunnel turns ``DELETING`` and disappears later.
+
+        ``missing_ok=True`` turns ``ResourceNotFound`` / ``RecordNotExists`` into a result with
+        outcome ``already_gone`` instead of :class:`NotFoundError`. Whatever ``missing_ok`` says,
+        a not-found that follows an attempt of unknown outcome (timeout, dropped connection,
+        proxy error) means that attempt deleted the tunnel: the result is ``deleted`` with
+        ``inferred=True``.
+        """
+        _check_id("vpn_gateway_id", vpn_gateway_id)
+        _check_id("vpn_connection_id", vpn_connection_id)
+        self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
+        tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
+        unknown_before = False
+
+        def note(exc: TcvpcError) -> None:
+            nonlocal unknown_before
+            unknown_before = unknown_before or exc.outcome_unknown
+
+        params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
+        try:
+            response, attempts = await self._call(
+                "DeleteVpnConnection", params, retry_policy, on_failure=note
+            )
+        except NotFoundError as exc:
+            if unknown_before:
+                logger.info(
+                    "%s: not found after an attempt of unknown outcome: counted as deleted",
+                    tunnel,
+                )
+                outcome = DeleteOutcome.DELETED
+            elif missing_ok:
+                outcome = DeleteOutcome.ALREADY_GONE
+            else:
+                raise
+            return DeleteResult(
+                tunnel=tunnel,
+                outcome=outcome,
+                request_id=exc.request_id,
+                attempts=exc.attempts,
+                inferred=unknown_before,
+                error_code=exc.code,
+            )
+        return DeleteResult(
+            tunnel=tunnel,
+            outcome=DeleteOutcome.DELETED,
+            request_id=str(response.get("RequestId", "")),
+            attempts=attempts,
+        )
+
+    async def describe_vpn_connections(
+        self,
+        *,
+        vpn_connection_ids: Sequence[str] | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> AsyncIterator[VpnConnection]:
+        """Iterate over tunnels, paging with ``Limit=100``.
+
+        Give ``vpn_connection_ids`` (any number: sent 100 at a time) or ``filters`` (name →
+        value or values: ``vpn-gateway-id``, ``vpc-id``, ``vpn-connection-name``, ...; at most 10
+        filters; one of them may have more than 5 values, it is then queried 5 at a time), not
+        both. Paging is by offset: tunnels deleted while you iterate can shift later pages, so
+        collect first when you delete what you list.
+        """
+        if vpn_connection_ids is not None and filters is not None:
+            raise ValueError("give vpn_connection_ids or filters, not both")
+        if vpn_connection_ids is not None:
+            if isinstance(vpn_connection_ids, str):
+                raise ValueError("vpn_connection_ids must be a sequence of IDs, not one string")
+            ids = [_check_id("vpn_connection_ids[]", i) for i in vpn_connection_ids]
+            for start in range(0, len(ids), PAGE_LIMIT):
+                query = {"VpnConnectionIds": ids[start : start + PAGE_LIMIT]}
+                async for item in self._pages(query, retry_policy):
+                    yield item
+            return
+        for query in _filter_queries(filters or {}):
+            async for item in self._pages(query, retry_policy):
+                yield item
+
+    async def _pages(
+        self, query: dict[str, Any], retry_policy: RetryPolicy | None
+    ) -> AsyncIterator[VpnConnection]:
+        offset = 0
+        while True:
+            response = await self.call(
+                "DescribeVpnConnections",
+                {**query, "Offset": offset, "Limit": PAGE_LIMIT},
+                retry_policy=retry_policy,
+            )
+            items = response.get("VpnConnectionSet")
+            if not isinstance(items, list):
+                raise ResponseError(
+                    "DescribeVpnConnections answer without VpnConnectionSet",
+                    action="DescribeVpnConnections",
+                    status=200,
+                    excerpt=json.dumps(response)[:_EXCERPT],
+                )
+            for item in items:
+                if isinstance(item, dict):
+                    yield VpnConnection.from_api(item)
+            offset += len(items)
+            total = response.get("TotalCount")
+            if len(items) < PAGE_LIMIT or (isinstance(total, int) and offset >= total):
+                return
+
+
+def _filter_queries(filters: Mapping[str, str | Sequence[str]]) -> list[dict[str, Any]]:
+    """Split filters into API-sized queries: ≤10 filters, ≤5 values per filter per query."""
+    if len(filters) > MAX_FILTERS:
+        raise ValueError(f"at most {MAX_FILTERS} filters, got {len(filters)}")
+    normalised: dict[str, list[str]] = {}
+    for name, values in filters.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError("filter names must be non-empty strings")
+        listed = [values] if isinstance(values, str) else list(values)
+        if not listed:
+            raise ValueError(f"filter {name!r} has no values")
+        normalised[name] = [_check_id(f"filter {name!r} value", v) for v in listed]
+    wide = [name for name, values in normalised.items() if len(values) > MAX_FILTER_VALUES]
+    if len(wide) > 1:
+        raise ValueError(
+            f"only one filter may have more than {MAX_FILTER_VALUES} values; these do: {wide}"
+        )
+    if not wide:
+        return [{"Filters": [{"Name": n, "Values": v} for n, v in normalised.items()]}]
+    wide_name = wide[0]
+    queries = []
+    for start in range(0, len(normalised[wide_name]), MAX_FILTER_VALUES):
+        chunk = {**normalised, wide_name: normalised[wide_name][start : start + MAX_FILTER_VALUES]}
+        queries.append({"Filters": [{"Name": n, "Values": v} for n, v in chunk.items()]})
+    return queries

@@ -1,0 +1,70 @@
+"""Where requests go: parsing and vetting the endpoint the caller names.
+
+TLS is the default; plain ``http://`` carries the signed request (not the secret key, but
+replayable for five minutes) in clear text, so it is accepted only for loopback hosts (an
+emulator on this machine) unless the caller says ``allow_insecure=True``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from yarl import URL
+
+DEFAULT_ENDPOINT = "https://vpc.tencentcloudapi.com"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A vetted endpoint: the URL to POST to and the exact ``Host`` header that is signed."""
+
+    url: str
+    host_header: str
+
+    @property
+    def is_secure(self) -> bool:
+        return self.url.startswith("https://")
+
+
+def parse_endpoint(value: str | None, *, allow_insecure: bool = False) -> Endpoint:
+    """Accept a bare host (``vpc.ap-guangzhou.tencentcloudapi.com``) or an http(s) URL.
+
+    Raises ``ValueError`` for anything else: other schemes, a path, query or credentials in the
+    URL, or ``http://`` to a host that is not loopback without ``allow_insecure``.
+    """
+    raw = (value or DEFAULT_ENDPOINT).strip()
+    if not raw:
+        raise ValueError("endpoint must not be empty")
+    if "://" not in raw:
+        raw = "https://" + raw
+    try:
+        url = URL(raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"endpoint {value!r} is not a valid URL") from exc
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"endpoint {value!r}: scheme must be https (or http for loopback)")
+    if not url.host:
+        raise ValueError(f"endpoint {value!r} has no host")
+    if url.user or url.password:
+        raise ValueError("endpoint must not contain credentials")
+    if url.path not in ("", "/") or url.query_string or url.fragment:
+        raise ValueError(f"endpoint {value!r}: API 3.0 endpoints take no path, query or fragment")
+    if url.scheme == "http" and not is_loopback(url.host) and not allow_insecure:
+        raise ValueError(
+            f"endpoint {value!r} uses plain http to a non-loopback host; use https, "
+            "or pass allow_insecure=True if you really mean it"
+        )
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    host_header = host if url.is_default_port() else f"{host}:{url.port}"
+    return Endpoint(url=f"{url.scheme}://{host_header}/", host_header=host_header)

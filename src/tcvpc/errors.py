@@ -1,0 +1,212 @@
+"""The exception tree, and the table that maps an API error code to its place in it.
+
+Every exception this library raises on purpose derives from :class:`TcvpcError`::
+
+    TcvpcError
+    ├── CredentialsNotFoundError    no credential anywhere the default chain looked
+    ├── ClientClosedError           the client was used after aclose()
+    ├── TransportError              refused, reset, DNS, TLS, timeout: chains the aiohttp error
+    │   └── RequestTimeoutError     no complete answer within the configured timeout
+    ├── ResponseError               not an API answer: non-200, HTML, truncated or alien JSON
+    └── ApiError                    a well-formed API error: code, message, request_id, action
+        ├── ThrottledError          RequestLimitExceeded*, LimitExceeded.ActionLimited
+        ├── ServerError             InternalError*, ServiceUnavailable
+        ├── ResourceBusyError       ResourceInUse, ResourceUnavailable, ResourceInsufficient
+        ├── GatewayBusyError        UnsupportedOperation.MutexOperationTaskRunning
+        ├── InvalidStateError       UnsupportedOperation.DeleteVpnConnInvalidState, .InvalidState
+        ├── NotFoundError           ResourceNotFound, UnsupportedOperation.RecordNotExists
+        ├── AuthError               AuthFailure*, UnauthorizedOperation, IpInBlacklist, ...
+        │   └── SignatureExpiredError   AuthFailure.SignatureExpire (clock skew)
+        └── BadRequestError         everything else: the request itself is wrong
+
+Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind,
+so this module decides *whether* an error is transient and nothing else has to know codes.
+Messages never contain credentials: they are built from the server's code, message and request id,
+and from at most a short excerpt of a body that is not an API answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import ClassVar
+
+
+class RetryKind(enum.Enum):
+    """Why an error may be retried; each kind has its own schedule in :class:`RetryPolicy`."""
+
+    THROTTLED = "throttled"
+    """Someone spends the same quota: slow down, then retry."""
+    TRANSIENT = "transient"
+    """A server or network fault that a short wait usually cures."""
+    RESOURCE_BUSY = "resource_busy"
+    """The resource is in use; bounded retries."""
+    GATEWAY_BUSY = "gateway_busy"
+    """A task holds the gateway's mutex for seconds: a slower schedule."""
+    INVALID_STATE = "invalid_state"
+    """The tunnel is mid-task (creating, updating, deleting): slower still, bounded."""
+    CLOCK_SKEW = "clock_skew"
+    """Our clock is off: re-sign once with the offset the server's Date header gave."""
+
+
+class TcvpcError(Exception):
+    """Base of every exception tcvpc raises on purpose."""
+
+    retry_kind: ClassVar[RetryKind | None] = None
+    outcome_unknown: bool = False
+    """True when the request may have been executed although we saw no answer."""
+    attempts: int = 1
+    """How many attempts the call made before this error ended it (set by the client)."""
+
+
+class CredentialsNotFoundError(TcvpcError):
+    """No credential in any place the default chain looks; the message lists them all."""
+
+
+class ClientClosedError(TcvpcError, RuntimeError):
+    """The client was used after ``aclose()`` (or outside ``async with``) ."""
+
+
+class TransportError(TcvpcError):
+    """The request did not get an HTTP answer: connection refused or reset, DNS, TLS, timeout.
+
+    ``outcome_unknown`` is false only when the connection failed before anything was sent.
+    """
+
+    retry_kind = RetryKind.TRANSIENT
+
+    def __init__(self, message: str, *, action: str, outcome_unknown: bool) -> None:
+        super().__init__(message)
+        self.action = action
+        self.outcome_unknown = outcome_unknown
+
+
+class RequestTimeoutError(TransportError):
+    """No complete answer within the configured timeout; the server may have acted."""
+
+
+class ResponseError(TcvpcError):
+    """An answer that is not an API envelope: a proxy's error page, a cut body, foreign JSON.
+
+    The API answers with HTTP 200 and JSON, errors included, so this comes from something in
+    between; the request may or may not have reached the API (``outcome_unknown``).
+    """
+
+    def __init__(self, message: str, *, action: str, status: int, excerpt: str) -> None:
+        super().__init__(f"{message} (action {action}, HTTP {status}): {excerpt!r}")
+        self.action = action
+        self.status = status
+        self.excerpt = excerpt
+        self.outcome_unknown = True
+
+    @property
+    def retry_kind(self) -> RetryKind | None:  # type: ignore[override]
+        """5xx, 429 and a 200 with a broken body are transient; other 4xx statuses are not."""
+        if self.status == 429:
+            return RetryKind.THROTTLED
+        if self.status >= 500 or self.status == 200:
+            return RetryKind.TRANSIENT
+        return None
+
+
+class ApiError(TcvpcError):
+    """An error the API itself returned (HTTP 200, ``Response.Error``)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        request_id: str,
+        action: str,
+        server_date: datetime | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message} (action {action}, request id {request_id})")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.action = action
+        self.server_date = server_date
+        """The server's clock from its ``Date`` header, used to correct clock skew."""
+
+
+class ThrottledError(ApiError):
+    retry_kind = RetryKind.THROTTLED
+
+
+class ServerError(ApiError):
+    retry_kind = RetryKind.TRANSIENT
+
+
+class ResourceBusyError(ApiError):
+    retry_kind = RetryKind.RESOURCE_BUSY
+
+
+class GatewayBusyError(ApiError):
+    retry_kind = RetryKind.GATEWAY_BUSY
+
+
+class InvalidStateError(ApiError):
+    retry_kind = RetryKind.INVALID_STATE
+
+
+class NotFoundError(ApiError):
+    """The resource does not exist; for a delete that means it is already gone."""
+
+
+class AuthError(ApiError):
+    """Credentials or permissions are wrong; retrying cannot help."""
+
+
+class SignatureExpiredError(AuthError):
+    retry_kind = RetryKind.CLOCK_SKEW
+
+
+class BadRequestError(ApiError):
+    """The request is wrong (parameters, action, version, region, quota): never retried."""
+
+
+_EXACT: dict[str, type[ApiError]] = {
+    "LimitExceeded.ActionLimited": ThrottledError,
+    "ServiceUnavailable": ServerError,
+    "UnsupportedOperation.MutexOperationTaskRunning": GatewayBusyError,
+    "UnsupportedOperation.DeleteVpnConnInvalidState": InvalidStateError,
+    "UnsupportedOperation.InvalidState": InvalidStateError,
+    "UnsupportedOperation.RecordNotExists": NotFoundError,
+    "AuthFailure.SignatureExpire": SignatureExpiredError,
+    "IpInBlacklist": AuthError,
+    "IpNotInWhitelist": AuthError,
+}
+
+# Codes that come with sub-codes (``InternalError.ModuleError``): the family decides.
+_FAMILY: dict[str, type[ApiError]] = {
+    "RequestLimitExceeded": ThrottledError,
+    "InternalError": ServerError,
+    "AuthFailure": AuthError,
+    "UnauthorizedOperation": AuthError,
+    "ResourceNotFound": NotFoundError,
+    "ResourceInUse": ResourceBusyError,
+    "ResourceUnavailable": ResourceBusyError,
+    "ResourceInsufficient": ResourceBusyError,
+}
+
+
+def error_class_for(code: str) -> type[ApiError]:
+    """The exception class for an API error code; unknown codes are bad requests (not retried)."""
+    exact = _EXACT.get(code)
+    if exact is not None:
+        return exact
+    return _FAMILY.get(code.split(".", 1)[0], BadRequestError)
+
+
+def api_error(
+    code: str,
+    message: str,
+    *,
+    request_id: str,
+    action: str,
+    server_date: datetime | None = None,
+) -> ApiError:
+    """Build the right :class:`ApiError` subclass for ``code``."""
+    cls = error_class_for(code)
+    return cls(code, message, request_id=request_id, action=action, server_date=server_date)

@@ -1,0 +1,200 @@
+"""The limiter, measured where it matters: request arrivals at a real server on 127.0.0.1.
+
+Timing bounds here are generous on purpose (this machine is shared); the precise figures live in
+benchmarks/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tcvpc import Credential, LimiterRegistry, RetryPolicy, StrictRateLimiter, VpcClient
+from tcvpc.ratelimit import AdaptivePacer
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The largest number of events that started in any sliding window of this length."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
+    )
+
+
+def test_max_in_window_counts_sliding_not_fixed_windows() -> None:
+    # 3 events at 0.9 and 3 at 1.1: fixed 1-s windows see 3 each, a sliding window sees 6.
+    assert max_in_window([0.9, 0.9, 0.9, 1.1, 1.1, 1.1]) == 6
+    assert max_in_window([0.0, 1.0, 2.0]) == 1
+
+
+@pytest.fixture
+async def arrivals() -> AsyncIterator[tuple[str, list[float]]]:
+    """A server that records when each request arrived and answers success."""
+    times: list[float] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        times.append(time.monotonic())
+        await request.read()
+        return web.json_response({"Response": {"RequestId": "r"}})
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", times
+    await runner.cleanup()
+
+
+@pytest.fixture
+def arrival_server() -> Iterator[str]:
+    """The recording server in its own process (see arrival_server.py)."""
+    script = Path(__file__).with_name("arrival_server.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+async def test_default_rate_is_strict_and_saturating(arrival_server: str) -> None:
+    url = arrival_server
+    n = 500
+    async with VpcClient(
+        Credential("AKIDtest", "k"), region="ap-guangzhou", endpoint=url
+    ) as client:
+        sem = asyncio.Semaphore(200)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await client.delete_vpn_connection(
+                    vpn_gateway_id="vpngw-aaaaaaaa", vpn_connection_id=f"vpnx-{i:08d}"
+                )
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/arrivals") as resp:
+        times = await resp.json()
+    assert len(times) == n
+    assert max_in_window(times) <= 100
+    sustained = (n - 1) / (max(times) - min(times))
+    assert sustained >= 98, sustained
+
+
+@pytest.mark.slow
+async def test_actions_have_separate_budgets(arrivals: tuple[str, list[float]]) -> None:
+    url, _ = arrivals
+    async with VpcClient(
+        Credential("AKIDtest", "k"), region="ap-guangzhou", endpoint=url, rate=20
+    ) as client:
+        start = time.monotonic()
+        await asyncio.gather(
+            *(client.call("DescribeVpnConnections") for _ in range(20)),
+            *(client.call("DeleteVpnConnection") for _ in range(20)),
+        )
+        elapsed = time.monotonic() - start
+    # One shared budget would need ~2 s for 40 requests at 20/s; two budgets need ~1 s.
+    assert elapsed < 1.7, elapsed
+
+
+async def test_limiter_is_fifo() -> None:
+    limiter = StrictRateLimiter(200)
+    order: list[int] = []
+
+    async def take(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+
+    tasks = []
+    for i in range(60):
+        tasks.append(asyncio.create_task(take(i)))
+        await asyncio.sleep(0)  # arrival order is creation order
+    await asyncio.gather(*tasks)
+    assert order == list(range(60))
+
+
+async def test_cancelled_waiters_spend_no_capacity() -> None:
+    limiter = StrictRateLimiter(20)
+    done: list[float] = []
+    start = time.monotonic()
+
+    async def take() -> None:
+        await limiter.acquire()
+        done.append(time.monotonic() - start)
+
+    tasks = [asyncio.create_task(take()) for _ in range(40)]
+    await asyncio.sleep(0.01)
+    for task in tasks[1::2]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 20
+    assert len(done) == 20
+    # 20 tokens at 20/s take ~1 s; leaked tokens for the 20 cancelled would double it.
+    assert max(done) < 1.7, max(done)
+
+
+async def test_registry_separates_actions_and_accounts() -> None:
+    reg = LimiterRegistry(50, rates={"DescribeVpnConnections": 10})
+    a = reg.get(account="A", region="r", action="DeleteVpnConnection")
+    assert a is reg.get(account="A", region="r", action="DeleteVpnConnection")
+    assert a is not reg.get(account="B", region="r", action="DeleteVpnConnection")
+    assert reg.get(account="A", region="r", action="DescribeVpnConnections").rate == 10
+    with pytest.raises(ValueError, match="positive"):
+        LimiterRegistry(0)
+    with pytest.raises(ValueError, match="positive"):
+        StrictRateLimiter(-1)
+
+
+def test_adaptive_pacer_drops_and_recovers() -> None:
+    now = [100.0]
+    pacer = AdaptivePacer(StrictRateLimiter(100), clock=lambda: now[0])
+    assert pacer.factor() == 1.0
+    pacer.on_throttled()
+    assert pacer.factor() == pytest.approx(0.7)
+    pacer.on_throttled()  # within the 500 ms cool-down: ignored
+    assert pacer.factor() == pytest.approx(0.7)
+    now[0] += 0.6
+    pacer.on_throttled()
+    dropped = pacer.factor()
+    assert dropped < 0.7
+    now[0] += 2.0
+    assert dropped < pacer.factor() < 1.0
+    now[0] += 2.5
+    assert pacer.factor() == 1.0
+
+
+async def test_throttling_slows_the_client_down(arrivals: tuple[str, list[float]]) -> None:
+    url, times = arrivals
+    registry = LimiterRegistry(100)
+    async with VpcClient(
+        Credential("AKIDtest", "k"),
+        region="ap-guangzhou",
+        endpoint=url,
+        limiters=registry,
+        retry_policy=RetryPolicy.no_retries(),
+    ) as client:
+        pacer = registry.get(
+            account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
+        )
+        pacer.on_throttled()
+        assert pacer.rate == pytest.approx(70, rel=0.05)
+        await asyncio.gather(*(client.call("DescribeVpnConnections") for _ in range(36)))
+    # Arrivals spread over ~0.35 s at the full 100/s and ~0.5 s at 70/s.
+    assert max(times) - min(times) > 0.42
