@@ -9,9 +9,13 @@ from __future__ import annotations
 import click
 
 from tcvpc._version import __version__
+from tcvpc.emulator.command import emulator_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tcvpc")
 def main() -> None:
     """Tencent Cloud VPC tools: bulk VPN tunnel cleanup and a local API emulator."""
+
+
+main.add_command(emulator_command)

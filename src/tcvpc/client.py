@@ -375,9 +375,9 @@ class VpcClient:
                 status=status,
                 excerpt=_excerpt(raw),
             )
-        error = response.get("Error")
-        if error is None:
+        if "Error" not in response:
             return response
+        error = response["Error"]
         if not isinstance(error, dict) or not isinstance(error.get("Code"), str):
             raise ResponseError(
                 "malformed Error object", action=action, status=status, excerpt=_excerpt(raw)

@@ -1,0 +1,201 @@
+"""``tcvpc emulator``: serve the emulator in this process until SIGINT or SIGTERM.
+
+The base URL is the first line on stdout (flushed at once) so a script or a test can start the
+process and read where to point its client; everything else goes to stderr. It binds to
+loopback unless ``--allow-remote`` is given: the emulator accepts a documented demo key, and a
+demo key on a public interface is an open door.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from tcvpc.emulator.config import (
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    REGIONS,
+    EmulatorConfig,
+    FaultConfig,
+)
+from tcvpc.emulator.server import Emulator, is_loopback
+
+__all__ = ["emulator_command", "resolve_credentials"]
+
+
+def resolve_credentials(secret_id: str | None, secret_key: str | None) -> tuple[str, str, str]:
+    """Flags, else ``TENCENTCLOUD_SECRET_ID/KEY``, else the demo pair; plus where they came from."""
+    if secret_id or secret_key:
+        if not (secret_id and secret_key):
+            raise click.UsageError("--secret-id and --secret-key go together")
+        return secret_id, secret_key, "flags"
+    env_id = os.environ.get("TENCENTCLOUD_SECRET_ID")
+    env_key = os.environ.get("TENCENTCLOUD_SECRET_KEY")
+    if env_id and env_key:
+        return env_id, env_key, "environment"
+    return DEMO_SECRET_ID, DEMO_SECRET_KEY, "demo pair"
+
+
+async def _serve(config: EmulatorConfig, source: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with Emulator(config) as emulator:
+            sys.stdout.write(emulator.url + "\n")
+            sys.stdout.flush()
+            counts = emulator.state.counts()
+            click.echo(
+                f"tcvpc emulator: {counts['total']} tunnels, secret id {config.secret_id} "
+                f"({source}), rate limit {config.rate_limit}/s per action, "
+                f"delete {config.delete_seconds:g} s, mutex {config.effective_mutex_seconds:g} s, "
+                f"faults {config.faults.total:g}. Stop with Ctrl-C.",
+                err=True,
+            )
+            await stop.wait()
+            click.echo("tcvpc emulator: stopping", err=True)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option("--allow-remote", is_flag=True, help="Allow a --host that is not loopback.")
+@click.option(
+    "--gateways", default=4, show_default=True, type=click.IntRange(min=0), help="Gateways to seed."
+)
+@click.option(
+    "--tunnels-per-gateway",
+    default=25,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Tunnels to seed on each gateway.",
+)
+@click.option(
+    "--seed-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV (VpnGatewayId,VpnConnectionId[,VpcId,VpnConnectionName,State]) or "
+    "JSON lines; replaces --gateways/--tunnels-per-gateway.",
+)
+@click.option("--secret-id", help="Accepted SecretId [env TENCENTCLOUD_SECRET_ID, else demo].")
+@click.option("--secret-key", help="Accepted SecretKey [env TENCENTCLOUD_SECRET_KEY, else demo].")
+@click.option(
+    "--region",
+    "regions",
+    multiple=True,
+    help="Accepted region (repeatable). Default: every public region.",
+)
+@click.option(
+    "--rate-limit",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests per sliding second per (secret id, region, action); 0 disables.",
+)
+@click.option(
+    "--delete-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="How long a deleted tunnel stays DELETING.",
+)
+@click.option(
+    "--mutex-seconds",
+    type=click.FloatRange(min=0),
+    help="How long a gateway's mutex is held after a delete [default: --delete-seconds].",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Probability of a fault per request, spread over every fault kind.",
+)
+@click.option(
+    "--stall-seconds",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Delay of a stalled answer.",
+)
+@click.option(
+    "--clock-skew",
+    "clock_skew",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds the server clock runs ahead (negative: behind).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed for tunnel IDs and faults (same seed, same run).",
+)
+def emulator_command(
+    host: str,
+    port: int,
+    allow_remote: bool,
+    gateways: int,
+    tunnels_per_gateway: int,
+    seed_file: Path | None,
+    secret_id: str | None,
+    secret_key: str | None,
+    regions: tuple[str, ...],
+    rate_limit: float,
+    delete_seconds: float,
+    mutex_seconds: float | None,
+    fault_rate: float,
+    stall_seconds: float,
+    clock_skew: float,
+    seed: int,
+) -> None:
+    """Run a local emulator of the Tencent Cloud VPC API.
+
+    Prints the base URL (http://127.0.0.1:PORT) as the first line on stdout, then serves until
+    interrupted.
+    """
+    if not allow_remote and not is_loopback(host):
+        raise click.UsageError(
+            f"--host {host} is not a loopback address; add --allow-remote to expose the emulator"
+        )
+    sid, skey, source = resolve_credentials(secret_id, secret_key)
+    try:
+        config = EmulatorConfig(
+            host=host,
+            port=port,
+            gateways=gateways,
+            tunnels_per_gateway=tunnels_per_gateway,
+            seed_file=seed_file,
+            secret_id=sid,
+            secret_key=skey,
+            regions=regions or REGIONS,
+            rate_limit=rate_limit or None,
+            delete_seconds=delete_seconds,
+            mutex_seconds=mutex_seconds,
+            faults=FaultConfig.spread(fault_rate),
+            seed=seed,
+            stall_seconds=stall_seconds,
+            clock_skew_seconds=clock_skew,
+        )
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        asyncio.run(_serve(config, source))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,82 @@
+"""Seeded fault injection: which fault, if any, the next admitted request meets.
+
+One ``random.Random`` seeded from the emulator's seed, one draw per request (and none at all when
+every probability is zero), so a client that sends the same requests in the same order meets the
+same faults on every run. The RNG is separate from the one that makes tunnel IDs: seeding more
+tunnels does not change the fault sequence.
+
+Where faults apply is the app's business (see ``app.py``); what each kind does to the answer is
+documented on :class:`~tcvpc.emulator.config.FaultConfig`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from enum import StrEnum
+
+from tcvpc.emulator.config import FaultConfig
+
+__all__ = ["FaultInjector", "FaultKind"]
+
+
+class FaultKind(StrEnum):
+    INTERNAL_ERROR = "internal_error"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    HTTP_502_HTML = "http_502_html"
+    DROP_BEFORE_ACTION = "drop_before_action"
+    DROP_AFTER_ACTION = "drop_after_action"
+    STALL = "stall"
+    TRUNCATED_JSON = "truncated_json"
+    THROTTLE_BURST = "throttle_burst"
+
+
+class FaultInjector:
+    """Draws faults from a :class:`FaultConfig`; the config can change at run time."""
+
+    def __init__(self, config: FaultConfig, seed: int) -> None:
+        self._rng = random.Random(f"tcvpc-emulator-faults:{seed}")
+        self._burst_left = 0
+        self.counts: Counter[str] = Counter()
+        self._cumulative: tuple[tuple[float, FaultKind], ...] = ()
+        self._total = 0.0
+        self.config = config
+
+    @property
+    def config(self) -> FaultConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: FaultConfig) -> None:
+        """Swap the probabilities; the RNG goes on (no reseed), a running burst is cut short."""
+        self._config = config
+        acc = 0.0
+        cumulative = []
+        for kind, probability in config.probabilities():
+            if probability > 0:
+                acc += probability
+                cumulative.append((acc, FaultKind(kind)))
+        self._cumulative = tuple(cumulative)
+        self._total = acc
+        self._burst_left = 0
+
+    def draw(self) -> FaultKind | None:
+        """The fault for the next request, or ``None``."""
+        if self._burst_left > 0:
+            self._burst_left -= 1
+            self.counts[FaultKind.THROTTLE_BURST.value] += 1
+            return FaultKind.THROTTLE_BURST
+        if self._total <= 0.0:
+            return None
+        u = self._rng.random()
+        if u >= self._total:
+            return None
+        kind = self._cumulative[-1][1]  # float rounding at the top end
+        for bound, candidate in self._cumulative:
+            if u < bound:
+                kind = candidate
+                break
+        if kind is FaultKind.THROTTLE_BURST:
+            self._burst_left = self._config.burst_length - 1
+        self.counts[kind.value] += 1
+        return kind

@@ -1,0 +1,172 @@
+"""The emulator as an async context manager: ``async with Emulator(config) as emu: emu.url``.
+
+It runs an aiohttp.web server in the *current* event loop (an ``AppRunner`` and a ``TCPSite``),
+so a test can start it next to the code under test; the CLI runs the same object in its own
+process. Shutdown waits at most ``shutdown_timeout`` seconds for answers in flight (a stalled
+answer is simply cut off).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from tcvpc.emulator.app import EmulatorApp
+from tcvpc.emulator.config import EmulatorConfig, FaultConfig
+from tcvpc.emulator.seed import generate, load_file, populate
+from tcvpc.emulator.state import Tunnel, TunnelState, VpcState
+
+__all__ = ["Emulator"]
+
+
+class Emulator:
+    """A running local VPC API endpoint.
+
+    State is seeded in the constructor, so :meth:`tunnels` works before the server starts.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None, *, shutdown_timeout: float = 1.0):
+        self.config = config if config is not None else EmulatorConfig()
+        self.state = VpcState(
+            delete_seconds=self.config.delete_seconds,
+            mutex_seconds=self.config.effective_mutex_seconds,
+        )
+        if self.config.seed_file is not None:
+            populate(self.state, load_file(self.config.seed_file))
+        else:
+            populate(
+                self.state,
+                generate(self.config.gateways, self.config.tunnels_per_gateway, self.config.seed),
+            )
+        self.app = EmulatorApp(self.config, self.state)
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        runner = web.AppRunner(
+            self.app.make_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=self._shutdown_timeout,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        host, port = address[0], int(address[1])
+        self._port = port
+        if isinstance(host, str) and ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        self._url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what tests use ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (only while running)."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not running: use `async with Emulator(...)`")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the emulator is not running")
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """``HOST:PORT``, what the official SDK's ``HttpProfile(endpoint=...)`` wants."""
+        return self.url.removeprefix("http://")
+
+    def tunnels(self) -> list[dict[str, Any]]:
+        """A snapshot of every listed tunnel (dicts: id, gateway, vpc, name, state, ...)."""
+        return [t.as_dict() for t in self.state.tunnels()]
+
+    def tunnel(self, tunnel_id: str) -> dict[str, Any] | None:
+        t = self.state.get(tunnel_id)
+        return None if t is None else t.as_dict()
+
+    def add_tunnel(
+        self,
+        tunnel_id: str,
+        gateway_id: str,
+        *,
+        vpc_id: str | None = None,
+        name: str | None = None,
+        state: TunnelState | str = TunnelState.AVAILABLE,
+        tags: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> Tunnel:
+        """Add one tunnel (IDs must look real: ``vpnx-``/``vpngw-`` + 8 ``[a-z0-9]``)."""
+        suffix = gateway_id.removeprefix("vpngw-")
+        return self.state.add_tunnel(
+            tunnel_id,
+            gateway_id,
+            vpc_id=vpc_id if vpc_id is not None else f"vpc-{suffix}",
+            name=name,
+            customer_gateway_id=f"cgw-{suffix}",
+            state=state,
+            tags=tags,
+        )
+
+    def set_tunnel_state(self, tunnel_id: str, state: TunnelState | str) -> None:
+        self.state.set_state(tunnel_id, state)
+
+    def stats(self) -> dict[str, object]:
+        """The same dict as ``GET /_emulator/stats``."""
+        return self.app.stats_snapshot()
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Change fault probabilities at run time (the seeded RNG carries on)."""
+        self.app.set_faults(faults)
+
+    def set_clock_skew(self, seconds: float) -> None:
+        """Move the server's clock (affects ``SignatureExpire`` and the ``Date`` header)."""
+        self.app.clock_skew_seconds = float(seconds)
+
+    def set_stall_seconds(self, seconds: float) -> None:
+        self.app.stall_seconds = float(seconds)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (so binding it exposes nothing)."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
