@@ -143,3 +143,33 @@ async def test_server_side_throttling_slows_client_without_losing_calls() -> Non
         await asyncio.gather(*(client.call("DescribeVpnConnections", {}) for _ in range(60)))
         assert client.stats.throttled > 0
         assert client.stats.retries_by_code["RequestLimitExceeded"] == client.stats.throttled
+
+
+async def test_caller_timeout_cancels_without_retry_or_leak() -> None:
+    config = EmulatorConfig(
+        gateways=1,
+        tunnels_per_gateway=2,
+        faults=FaultConfig.only("stall", 1.0),
+        stall_seconds=5.0,
+        seed=1,
+    )
+    async with Emulator(config) as emu, client_for(emu, rate=5) as client:
+        first, second = emu.tunnels()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                client.delete_vpn_connection(
+                    vpn_gateway_id=first["gateway"], vpn_connection_id=first["id"]
+                ),
+                timeout=0.3,
+            )
+        assert client.stats.requests_sent == 1  # cancelled, not retried
+        emu.set_faults(FaultConfig())
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(6):  # more than a window at rate 5: the cancelled permit blocks nothing
+            await client.call("DescribeVpnConnections", {})
+        assert loop.time() - start < 3.0
+        result = await client.delete_vpn_connection(
+            vpn_gateway_id=second["gateway"], vpn_connection_id=second["id"]
+        )
+        assert result.attempts == 1
