@@ -316,27 +316,10 @@ class VpcClient:
                 raw = await resp.read()
                 status = resp.status
                 date_header = resp.headers.get("Date")
-        except TimeoutError as exc:
-            self._count_error("RequestTimeoutError")
-            raise RequestTimeoutError(
-                f"{action}: no complete answer within {self._timeout.total}s",
-                action=action,
-                outcome_unknown=True,
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            self._count_error("TransportError")
-            raise TransportError(
-                f"{action}: cannot connect to {self.endpoint.host_header}: {exc.os_error}",
-                action=action,
-                outcome_unknown=False,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            self._count_error("TransportError")
-            raise TransportError(
-                f"{action}: connection failed after sending: {type(exc).__name__}",
-                action=action,
-                outcome_unknown=True,
-            ) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            error = self._transport_error(action, exc)
+            self._count_error(type(error).__name__)
+            raise error from exc
         try:
             return self._decode(action, status, raw, date_header)
         except TcvpcError as exc:
@@ -348,6 +331,26 @@ class VpcClient:
                     self._clock_offset,
                 )
             raise
+
+    def _transport_error(self, action: str, exc: BaseException) -> TransportError:
+        """Name the failure, and say whether the request may have reached the server."""
+        if isinstance(exc, TimeoutError):
+            return RequestTimeoutError(
+                f"{action}: no complete answer within {self._timeout.total}s",
+                action=action,
+                outcome_unknown=True,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return TransportError(
+                f"{action}: cannot connect to {self.endpoint.host_header}: {exc.os_error}",
+                action=action,
+                outcome_unknown=False,
+            )
+        return TransportError(
+            f"{action}: connection failed after sending: {type(exc).__name__}",
+            action=action,
+            outcome_unknown=True,
+        )
 
     def _count_error(self, code: str) -> None:
         self.stats.errors_by_code[code] += 1
