@@ -479,3 +479,20 @@ async def test_describe_splits_wide_filters(mocked: aioresponses, client: VpcCli
     with pytest.raises(ValueError, match="at most 10"):
         async for _ in client.describe_vpn_connections(filters={str(i): "v" for i in range(11)}):
             pass
+
+
+async def test_errors_say_when_an_earlier_attempt_may_have_worked(mocked: aioresponses) -> None:
+    policy = RetryPolicy(invalid_state=Backoff(0, 0, 1)).without_waits()
+    async with VpcClient(
+        Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL, retry_policy=policy
+    ) as c:
+        mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
+        mocked.post(URL, payload=err("UnsupportedOperation.DeleteVpnConnInvalidState"))
+        with pytest.raises(InvalidStateError) as info:
+            await delete(c)
+        assert info.value.after_unknown_outcome is True
+        assert info.value.attempts == 2
+        mocked.post(URL, payload=err("UnsupportedOperation.DeleteVpnConnInvalidState"))
+        with pytest.raises(InvalidStateError) as info:
+            await delete(c)
+        assert info.value.after_unknown_outcome is False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from tcvpc._version import __version__
+from tcvpc.cleanup.command import cleanup_command, demo_command
 from tcvpc.emulator.command import emulator_command
 
 
@@ -18,4 +19,6 @@ def main() -> None:
     """Tencent Cloud VPC tools: bulk VPN tunnel cleanup and a local API emulator."""
 
 
+main.add_command(cleanup_command)
+main.add_command(demo_command)
 main.add_command(emulator_command)

@@ -230,11 +230,11 @@ class VpcClient:
         action: str,
         params: Mapping[str, Any],
         retry_policy: RetryPolicy | None,
-        on_failure: Callable[[TcvpcError], None] | None = None,
     ) -> tuple[dict[str, Any], int]:
         """Run ``action`` with retries; returns ``(Response, attempts)``.
 
-        An exception that escapes carries ``attempts`` (how many were made).
+        An exception that escapes carries ``attempts`` (how many were made) and
+        ``after_unknown_outcome`` (whether an earlier attempt may have taken effect).
         """
         if not isinstance(action, str) or not action:
             raise ValueError("action must be a non-empty string")
@@ -260,6 +260,7 @@ class VpcClient:
 
         machinery = CallRetrying(policy, self.retry_budget, log_retry)
         attempts = 0
+        unknown_before = False
         try:
             async for attempt in machinery.retrying():
                 with attempt:
@@ -267,12 +268,11 @@ class VpcClient:
                     permit = await limiter.acquire()
                     try:
                         response = await self._attempt(action, body)
-                    except ThrottledError:
-                        limiter.on_throttled()
-                        raise
                     except TcvpcError as exc:
-                        if on_failure is not None:
-                            on_failure(exc)
+                        exc.after_unknown_outcome = unknown_before
+                        unknown_before = unknown_before or exc.outcome_unknown
+                        if isinstance(exc, ThrottledError):
+                            limiter.on_throttled()
                         raise
                     finally:
                         permit.release()
@@ -435,19 +435,11 @@ class VpcClient:
         _check_id("vpn_connection_id", vpn_connection_id)
         self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
-        unknown_before = False
-
-        def note(exc: TcvpcError) -> None:
-            nonlocal unknown_before
-            unknown_before = unknown_before or exc.outcome_unknown
-
         params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
         try:
-            response, attempts = await self._call(
-                "DeleteVpnConnection", params, retry_policy, on_failure=note
-            )
+            response, attempts = await self._call("DeleteVpnConnection", params, retry_policy)
         except NotFoundError as exc:
-            if unknown_before:
+            if exc.after_unknown_outcome:
                 logger.info(
                     "%s: not found after an attempt of unknown outcome: counted as deleted",
                     tunnel,
@@ -462,7 +454,7 @@ class VpcClient:
                 outcome=outcome,
                 request_id=exc.request_id,
                 attempts=exc.attempts,
-                inferred=unknown_before,
+                inferred=exc.after_unknown_outcome,
                 error_code=exc.code,
             )
         return DeleteResult(

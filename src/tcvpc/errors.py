@@ -57,6 +57,9 @@ class TcvpcError(Exception):
     """True when the request may have been executed although we saw no answer."""
     attempts: int = 1
     """How many attempts the call made before this error ended it (set by the client)."""
+    after_unknown_outcome: bool = False
+    """True when an earlier attempt of the same call had an unknown outcome (set by the client):
+    the request may have taken effect although this error says otherwise."""
 
 
 class CredentialsNotFoundError(TcvpcError):

@@ -117,6 +117,16 @@ def test_burst_covers_the_following_requests() -> None:
     assert draws[first : first + 5] == ["throttle_burst"] * 5
 
 
+def test_burst_ends_after_burst_seconds_however_few_requests() -> None:
+    # Only the first draw can start a burst (probability ~0 afterwards): what follows is burst.
+    injector = FaultInjector(FaultConfig(throttle_burst=1.0, burst_length=5, burst_seconds=0.5), 3)
+    assert injector.draw(now=10.0) == "throttle_burst"
+    injector._config = FaultConfig(throttle_burst=1e-12, burst_length=5, burst_seconds=0.5)
+    injector._total = 1e-12
+    assert injector.draw(now=10.2) == "throttle_burst"  # inside the burst's time
+    assert injector.draw(now=10.6) is None  # its time is over, with requests left in it
+
+
 async def test_faults_skip_requests_that_fail_auth(
     emu: Emulator, http: aiohttp.ClientSession
 ) -> None:

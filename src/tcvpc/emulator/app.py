@@ -290,7 +290,7 @@ class EmulatorApp:
                     f"Your current request times exceeds the limit ({self.limiter.rate:g}/s) "
                     f"of {action}.",
                 )
-            fault = self.faults.draw()
+            fault = self.faults.draw(mono)
             if fault is not None:
                 return await self._faulty(request, fault, key, params, action, now)
             result = self._run(action, params)

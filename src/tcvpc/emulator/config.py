@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from tcvpc.regions import KNOWN_REGIONS
+
 __all__ = [
     "DEMO_REGION",
     "DEMO_SECRET_ID",
@@ -28,30 +30,7 @@ DEMO_SECRET_KEY = "tcvpc-emulator-demo-key-not-secret"  # noqa: S105 - documente
 DEMO_REGION = "ap-guangzhou"
 
 #: Regions accepted by default: Tencent Cloud's public regions, finance regions included.
-REGIONS: tuple[str, ...] = (
-    "ap-guangzhou",
-    "ap-shanghai",
-    "ap-nanjing",
-    "ap-beijing",
-    "ap-chengdu",
-    "ap-chongqing",
-    "ap-hongkong",
-    "ap-singapore",
-    "ap-jakarta",
-    "ap-seoul",
-    "ap-tokyo",
-    "ap-bangkok",
-    "ap-mumbai",
-    "ap-shanghai-fsi",
-    "ap-shenzhen-fsi",
-    "ap-beijing-fsi",
-    "na-siliconvalley",
-    "na-ashburn",
-    "na-toronto",
-    "sa-saopaulo",
-    "eu-frankfurt",
-    "eu-moscow",
-)
+REGIONS: tuple[str, ...] = KNOWN_REGIONS
 
 #: Fault kinds in the fixed order in which one uniform draw is mapped onto them.
 FAULT_KINDS: tuple[str, ...] = (
@@ -101,8 +80,10 @@ class FaultConfig:
       client's timeout, so the client sees a timeout with an unknown outcome).
     - ``truncated_json``: the action is done; HTTP 200, ``application/json``, the body cut in the
       middle (a well-framed response whose JSON does not parse).
-    - ``throttle_burst``: this request and the next ``burst_length - 1`` API requests get
-      ``RequestLimitExceeded`` (someone else spending the same quota); none is done.
+    - ``throttle_burst``: this request and the next ``burst_length - 1`` API requests, but only
+      those within ``burst_seconds``, get ``RequestLimitExceeded`` (someone else spending the
+      same quota: it lasts until their second is over, however few requests we send); none is
+      done.
     """
 
     internal_error: float = 0.0
@@ -114,6 +95,7 @@ class FaultConfig:
     truncated_json: float = 0.0
     throttle_burst: float = 0.0
     burst_length: int = 10
+    burst_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
@@ -124,6 +106,8 @@ class FaultConfig:
             raise TypeError(f"burst_length must be an int, got {self.burst_length!r}")
         if self.burst_length < 1:
             raise ValueError(f"burst_length must be >= 1, got {self.burst_length}")
+        if not (isinstance(self.burst_seconds, (int, float)) and self.burst_seconds > 0):
+            raise ValueError(f"burst_seconds must be > 0, got {self.burst_seconds!r}")
 
     @classmethod
     def spread(cls, probability: float, *, burst_length: int = 10) -> FaultConfig:

@@ -12,6 +12,7 @@ documented on :class:`~tcvpc.emulator.config.FaultConfig`.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from enum import StrEnum
 
@@ -37,6 +38,7 @@ class FaultInjector:
     def __init__(self, config: FaultConfig, seed: int) -> None:
         self._rng = random.Random(f"tcvpc-emulator-faults:{seed}")
         self._burst_left = 0
+        self._burst_until = 0.0
         self.counts: Counter[str] = Counter()
         self._cumulative: tuple[tuple[float, FaultKind], ...] = ()
         self._total = 0.0
@@ -60,8 +62,11 @@ class FaultInjector:
         self._total = acc
         self._burst_left = 0
 
-    def draw(self) -> FaultKind | None:
-        """The fault for the next request, or ``None``."""
+    def draw(self, now: float | None = None) -> FaultKind | None:
+        """The fault for the next request (arriving at monotonic time ``now``), or ``None``."""
+        now = time.monotonic() if now is None else now
+        if self._burst_left > 0 and now >= self._burst_until:
+            self._burst_left = 0
         if self._burst_left > 0:
             self._burst_left -= 1
             self.counts[FaultKind.THROTTLE_BURST.value] += 1
@@ -78,5 +83,6 @@ class FaultInjector:
                 break
         if kind is FaultKind.THROTTLE_BURST:
             self._burst_left = self._config.burst_length - 1
+            self._burst_until = now + self._config.burst_seconds
         self.counts[kind.value] += 1
         return kind

@@ -1,0 +1,542 @@
+"""``tcvpc cleanup`` and ``tcvpc demo``: thin click commands over the cleanup library.
+
+They parse flags, check everything that can be checked before the first request (input file,
+credentials, region, endpoint, journal), wire the client, journal, engine and display together,
+and map the result to the exit status:
+
+* 0: every tunnel ended ``deleted`` or ``already_gone`` and no input line was invalid;
+* 1: anything else (a tunnel failed, an invalid line, tunnels left pending);
+* 2: usage or configuration errors: bad flags, a missing or unreadable input, no credentials, a
+  journal that belongs to another input; and credentials the API rejects (the job stops at the
+  first ``AuthFailure`` instead of failing every tunnel);
+* 130: interrupted (Ctrl-C or SIGTERM), after the calls on the wire finished and the journal
+  was flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import click
+from rich.console import Console
+
+from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, Summary
+from tcvpc.cleanup.journal import Journal, JournalError, default_journal_path
+from tcvpc.cleanup.progress import show_progress, summary_table
+from tcvpc.cleanup.protocol import CleanupClient
+from tcvpc.cleanup.report import write_report
+from tcvpc.cleanup.sources import InputError, SourceItem, discover, open_input, parse_lines
+from tcvpc.client import VpcClient
+from tcvpc.credentials import Credential
+from tcvpc.errors import CredentialsNotFoundError
+from tcvpc.regions import KNOWN_REGIONS, is_known_region
+from tcvpc.retry import Backoff, RetryPolicy
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_INTERRUPTED", "cleanup_command", "demo_command"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+_DISCOVERY_BATCH = 1000
+
+
+class _ConfigError(Exception):
+    """A one-line configuration problem: printed, exit 2, nothing sent."""
+
+
+@dataclass(frozen=True)
+class CleanupOptions:
+    """Everything ``tcvpc cleanup`` was asked to do (also what ``tcvpc demo`` builds)."""
+
+    input: str | None = None
+    gateways: tuple[str, ...] = ()
+    vpcs: tuple[str, ...] = ()
+    name_prefix: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    journal: str | None = None
+    report: str | None = None
+    rate: float = 99.0
+    concurrency: int = 32
+    per_gateway: int = 1
+    dry_run: bool = False
+    wait: bool = False
+    yes: bool = False
+    any_region: bool = False
+    timeout: float = 30.0
+    credential: Credential | None = None
+
+    @property
+    def discovery(self) -> bool:
+        return self.input is None
+
+    @property
+    def source_id(self) -> str:
+        """What the journal is bound to: the input's resolved path, or the filters."""
+        if self.input == "-":
+            return "stdin"
+        if self.input is not None:
+            return str(Path(self.input).resolve())
+        parts = [
+            "gateway=" + ",".join(sorted(self.gateways)),
+            "vpc=" + ",".join(sorted(self.vpcs)),
+            "prefix=" + (self.name_prefix or ""),
+        ]
+        return "discover:" + ";".join(parts)
+
+
+def job_retry_policy() -> RetryPolicy:
+    """Patient, still jittered; ``DeleteVpnConnInvalidState`` is requeued by the engine."""
+    return dataclasses.replace(RetryPolicy.patient(), invalid_state=Backoff(0.0, 0.0, 1))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@click.command("cleanup")
+@click.option(
+    "--input", "input_", metavar="FILE|-", help="CSV or JSON lines of tunnels; - is stdin."
+)
+@click.option(
+    "--gateway", "gateways", multiple=True, metavar="ID", help="Discover on this gateway."
+)
+@click.option("--vpc", "vpcs", multiple=True, metavar="ID", help="Discover in this VPC.")
+@click.option("--name-prefix", metavar="P", help="Discover tunnels whose name starts with P.")
+@click.option("--region", metavar="R", help="Region (default: TENCENTCLOUD_REGION).")
+@click.option("--endpoint", metavar="URL", help="API endpoint (default: the public one).")
+@click.option("--journal", metavar="PATH", help="SQLite journal (default: derived from input).")
+@click.option("--report", metavar="PATH", help="Write one record per tunnel (.csv for CSV).")
+@click.option(
+    "--rate",
+    default=99.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1, max=100.0),
+    help="Deletes per second at most.",
+)
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1, max=1000),
+    help="Delete calls in flight at most.",
+)
+@click.option(
+    "--per-gateway",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=100),
+    help="Deletes in flight per gateway.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; send no delete.")
+@click.option("--wait", is_flag=True, help="Report a deletion only once the tunnel is gone.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting discovered tunnels.")
+@click.option(
+    "--any-region", is_flag=True, help="Accept a region missing from tcvpc's list of regions."
+)
+def cleanup_command(
+    input_: str | None,
+    gateways: tuple[str, ...],
+    vpcs: tuple[str, ...],
+    name_prefix: str | None,
+    region: str | None,
+    endpoint: str | None,
+    journal: str | None,
+    report: str | None,
+    rate: float,
+    concurrency: int,
+    per_gateway: int,
+    dry_run: bool,
+    wait: bool,
+    yes: bool,
+    any_region: bool,
+) -> None:
+    """Delete many VPN tunnels at the full allowed rate, crash-safe and resumable.
+
+    Give the tunnels as a file (--input) or discover them (--gateway / --vpc / --name-prefix).
+    Rerunning with the same journal resumes: nothing known done is sent again.
+    """
+    if input_ is not None and (gateways or vpcs or name_prefix):
+        raise click.UsageError("give --input or discovery filters (--gateway/--vpc/--name-prefix)")
+    if input_ is None and not (gateways or vpcs or name_prefix):
+        raise click.UsageError(
+            "nothing to do: give --input FILE|- or --gateway/--vpc/--name-prefix"
+        )
+    options = CleanupOptions(
+        input=input_,
+        gateways=gateways,
+        vpcs=vpcs,
+        name_prefix=name_prefix,
+        region=region,
+        endpoint=endpoint,
+        journal=journal,
+        report=report,
+        rate=rate,
+        concurrency=concurrency,
+        per_gateway=per_gateway,
+        dry_run=dry_run,
+        wait=wait,
+        yes=yes,
+        any_region=any_region,
+    )
+    sys.exit(run_cleanup(options))
+
+
+def run_cleanup(options: CleanupOptions, *, console: Console | None = None) -> int:
+    """Run the whole command; returns the exit status."""
+    out = console or Console()
+    err = Console(stderr=True)
+    try:
+        return asyncio.run(_cleanup(options, out, err))
+    except (_ConfigError, InputError, JournalError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        return EXIT_INTERRUPTED
+
+
+def _make_client(options: CleanupOptions) -> VpcClient:
+    try:
+        client = VpcClient(
+            options.credential,
+            region=options.region,
+            endpoint=options.endpoint,
+            retry_policy=job_retry_policy(),
+            rate=options.rate,
+            timeout=options.timeout,
+        )
+    except CredentialsNotFoundError as exc:
+        raise _ConfigError(str(exc)) from None
+    except ValueError as exc:
+        raise _ConfigError(str(exc)) from None
+    if not (options.any_region or is_known_region(client.region)):
+        raise _ConfigError(
+            f"unknown region {client.region!r}; known regions: {', '.join(KNOWN_REGIONS)} "
+            "(pass --any-region for a region newer than this list)"
+        )
+    return client
+
+
+@contextlib.contextmanager
+def _open_journal(options: CleanupOptions, err: Console) -> Iterator[Journal]:
+    if options.dry_run and options.journal is None:
+        with tempfile.TemporaryDirectory(prefix="tcvpc-dry-run-") as tmp:
+            journal = Journal(Path(tmp) / "dry-run.journal.sqlite")
+            try:
+                yield journal
+            finally:
+                journal.close()
+        return
+    path = Path(options.journal) if options.journal else default_journal_path(_source_key(options))
+    try:
+        journal = Journal(path)
+        journal.claim_source(options.source_id)
+    except JournalError as exc:
+        raise _ConfigError(str(exc)) from None
+    if options.input == "-" and options.journal is None:
+        err.print(f"journal: {path} (resume with --journal {path})", highlight=False)
+    try:
+        yield journal
+    finally:
+        journal.close()
+
+
+def _source_key(options: CleanupOptions) -> str:
+    return options.input if options.input is not None else options.source_id
+
+
+async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
+    # Everything that can fail without the network fails here, before any request.
+    stream = open_input(options.input) if options.input is not None else None
+    try:
+        client = _make_client(options)
+    except BaseException:
+        if stream is not None and stream is not sys.stdin:
+            stream.close()
+        raise
+    async with client:
+        with _open_journal(options, err) as journal:
+            return await _with_journal(options, client, journal, stream, out, err)
+
+
+async def _with_journal(
+    options: CleanupOptions,
+    client: CleanupClient,
+    journal: Journal,
+    stream: TextIO | None,
+    out: Console,
+    err: Console,
+) -> int:
+    if journal.ingest_complete:
+        if stream is not None and stream is not sys.stdin:
+            stream.close()
+        err.print(f"resuming from journal {journal.path}", highlight=False)
+    elif stream is not None:
+        try:
+            stats = await asyncio.to_thread(journal.ingest, _lines_of(stream))
+        except InputError as exc:
+            raise _ConfigError(str(exc)) from None
+        if stats.invalid:
+            err.print(f"{stats.invalid} invalid input line(s): see the report", highlight=False)
+    else:
+        await _discover_into(options, client, journal, err)
+        if not options.dry_run and not options.yes:
+            pending = journal.counts()["pending"]
+            if pending and not _confirm(pending):
+                err.print("nothing deleted", highlight=False)
+                return EXIT_FAILED
+
+    if options.dry_run:
+        return _dry_run(options, journal, out)
+
+    config = EngineConfig(
+        concurrency=options.concurrency,
+        per_gateway=options.per_gateway,
+        wait=options.wait,
+        retry_policy=job_retry_policy(),
+    )
+    engine = CleanupEngine(client, journal, config)
+    summary = await _run_engine(engine, out, err)
+    if options.report:
+        n = write_report(journal, options.report)
+        err.print(f"report: {options.report} ({n} records)", highlight=False)
+    out.print(summary_table(summary))
+    return _exit_status(summary)
+
+
+def _lines_of(stream: TextIO) -> Iterator[SourceItem]:
+    try:
+        yield from parse_lines(stream)
+    except OSError as exc:
+        raise InputError(f"error while reading input: {exc}") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+async def _discover_into(
+    options: CleanupOptions, client: CleanupClient, journal: Journal, err: Console
+) -> None:
+    batch: list[SourceItem] = []
+    async for item in discover(
+        client, gateways=options.gateways, vpcs=options.vpcs, name_prefix=options.name_prefix
+    ):
+        batch.append(item)
+        if len(batch) >= _DISCOVERY_BATCH:
+            journal.ingest_batch(batch)
+            batch.clear()
+    journal.ingest_batch(batch)
+    journal.finish_ingest()
+    err.print(f"discovered {journal.total_tunnels()} tunnel(s)", highlight=False)
+
+
+def _confirm(pending: int) -> bool:
+    if not sys.stdin.isatty():
+        raise _ConfigError(
+            f"refusing to delete {pending} discovered tunnel(s) without confirmation: "
+            "pass --yes (or --dry-run to list them)"
+        )
+    return click.confirm(f"Delete {pending} tunnel(s)?", default=False)
+
+
+def _dry_run(options: CleanupOptions, journal: Journal, out: Console) -> int:
+    counts = journal.counts()
+    invalid = 0
+    for row in journal.rows():
+        if row.outcome == "invalid":
+            invalid += 1
+            out.print(f"line {row.line}: invalid: {row.message}", highlight=False)
+        elif row.outcome == "pending":
+            out.print(f"would delete {row.gateway}/{row.connection}", highlight=False)
+    if options.report:
+        write_report(journal, options.report)
+    out.print(
+        f"dry run: {counts['pending']} tunnel(s) would be deleted, {invalid} invalid line(s), "
+        f"{journal.duplicates()} duplicate(s); nothing was sent",
+        highlight=False,
+    )
+    return EXIT_OK if invalid == 0 else EXIT_FAILED
+
+
+async def _run_engine(engine: CleanupEngine, out: Console, err: Console) -> Summary:
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        if engine.stopping:
+            if current is not None:
+                current.cancel()  # second Ctrl-C: stop waiting for the calls on the wire
+            return
+        err.print(
+            "stopping: letting calls in flight finish (Ctrl-C again to quit now)",
+            highlight=False,
+        )
+        engine.stop()
+
+    installed = []
+    for signum in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal)
+            installed.append(signum)
+    try:
+        async with show_progress(engine, out):
+            async for _ in engine.outcomes():
+                pass
+    except asyncio.CancelledError:
+        pass  # the engine's cleanup (journal released) ran in its own finally
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    return engine.summary()
+
+
+def _exit_status(summary: Summary) -> int:
+    if summary.fatal is not None:
+        Console(stderr=True).print(
+            f"[red]error:[/] the API refused the job's credentials or setup: {summary.fatal}",
+            highlight=False,
+        )
+        return EXIT_CONFIG
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+# -- the demo ---------------------------------------------------------------------------------
+
+
+@click.command("demo")
+@click.option("--gateways", default=60, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--tunnels-per-gateway", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--delete-seconds",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 60.0),
+    help="How long a deleted tunnel stays DELETING (and holds its gateway's mutex).",
+)
+@click.option(
+    "--fault-rate",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(0.0, 0.5),
+    help="Share of requests that meet an injected fault.",
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--report", metavar="PATH", help="Also write the per-tunnel report.")
+def demo_command(
+    gateways: int,
+    tunnels_per_gateway: int,
+    delete_seconds: float,
+    fault_rate: float,
+    seed: int,
+    report: str | None,
+) -> None:
+    """Run a cleanup against a local emulator: no credentials, no network.
+
+    Starts the emulator in this process with gateways x tunnels-per-gateway tunnels, realistic
+    delete and mutex times and some injected faults, deletes them all, prints the summary and
+    stops everything.
+    """
+    sys.exit(run_demo(gateways, tunnels_per_gateway, delete_seconds, fault_rate, seed, report))
+
+
+def run_demo(
+    gateways: int,
+    tunnels_per_gateway: int,
+    delete_seconds: float,
+    fault_rate: float,
+    seed: int,
+    report: str | None,
+    *,
+    console: Console | None = None,
+) -> int:
+    out = console or Console()
+    try:
+        return asyncio.run(
+            _demo(gateways, tunnels_per_gateway, delete_seconds, fault_rate, seed, report, out)
+        )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def _demo(
+    gateways: int,
+    tunnels_per_gateway: int,
+    delete_seconds: float,
+    fault_rate: float,
+    seed: int,
+    report: str | None,
+    out: Console,
+) -> int:
+    from tcvpc.emulator import (
+        DEMO_REGION,
+        DEMO_SECRET_ID,
+        DEMO_SECRET_KEY,
+        Emulator,
+        EmulatorConfig,
+        FaultConfig,
+    )
+
+    config = EmulatorConfig(
+        gateways=gateways,
+        tunnels_per_gateway=tunnels_per_gateway,
+        delete_seconds=delete_seconds,
+        faults=FaultConfig.spread(fault_rate),
+        stall_seconds=3.0,
+        seed=seed,
+    )
+    total = gateways * tunnels_per_gateway
+    bound = max(total / 99.0, tunnels_per_gateway * delete_seconds)
+    async with Emulator(config) as emulator:
+        out.print(
+            f"[bold]tcvpc demo[/]: emulator at {emulator.url} with {total} tunnels on {gateways} "
+            f"gateways; delete/mutex {delete_seconds:g} s; {fault_rate:.0%} of requests faulty. "
+            f"Lower bound on the time: {bound:.1f} s.",
+            highlight=False,
+        )
+        with tempfile.TemporaryDirectory(prefix="tcvpc-demo-") as tmp:
+            tunnel_file = Path(tmp) / "tunnels.csv"
+            with tunnel_file.open("w", encoding="utf-8") as f:
+                f.write("VpnGatewayId,VpnConnectionId\n")
+                for t in emulator.tunnels():
+                    f.write(f"{t['gateway']},{t['id']}\n")
+            options = CleanupOptions(
+                input=str(tunnel_file),
+                region=DEMO_REGION,
+                endpoint=emulator.url,
+                journal=str(Path(tmp) / "demo.journal.sqlite"),
+                report=report,
+                credential=Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+                timeout=2.0,
+            )
+            err = Console(stderr=True)
+            try:
+                status = await _cleanup(options, out, err)
+            except _ConfigError as exc:
+                err.print(f"[red]error:[/] {exc}", highlight=False)
+                return EXIT_CONFIG
+        # The last deletes were accepted moments ago: give them their delete time to finish.
+        for _ in range(int((delete_seconds + 2.0) / 0.05)):
+            if not emulator.state.counts()["DELETING"]:
+                break
+            await asyncio.sleep(0.05)  # the emulator expires lazily: nothing to wait on
+        left = emulator.state.counts()
+        out.print(
+            f"emulator: {left['total']} tunnel(s) left "
+            f"({left.get('DELETING', 0)} still DELETING, {left.get('AVAILABLE', 0)} available)",
+            highlight=False,
+        )
+    return status

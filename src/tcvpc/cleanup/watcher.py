@@ -1,0 +1,244 @@
+"""Learning when a deleted tunnel is gone, so its gateway can take the next delete.
+
+An accepted delete holds the gateway's mutex for the duration of the task (seconds). Sending the
+next delete on that gateway earlier only earns ``MutexOperationTaskRunning`` and spends the
+account's delete quota (100/s, the job's real limit) on nothing. The task's end is visible: the
+tunnel leaves ``DELETING`` and disappears from ``DescribeVpnConnections``, which has its own,
+separate quota. So the job watches deleted tunnels with Describe and frees the gateway's slot the
+moment its tunnel is gone; the client's ``GatewayBusyError`` retry stays as the fallback when the
+mutex outlives the tunnel.
+
+How the polls are shaped:
+
+* **Filters, 5 IDs per call.** ``VpnConnectionIds`` would take 100, but the API answers
+  ``ResourceNotFound`` for the whole call as soon as one of them is gone, which is exactly the
+  news we poll for. The ``vpn-connection-id`` filter silently omits gone tunnels; it takes at most
+  5 values. One call covers tunnels of 5 different gateways.
+* **Polls when a tunnel is due, not on a fixed tick.** The watcher learns the delete duration from
+  what it saw: ``hi`` is the shortest time after which a tunnel was seen gone, ``lo`` the longest
+  after which one was still there. The first look at a new tunnel is at ``hi`` (most are gone by
+  then); while the window ``(lo, hi)`` is wide, one watch in three looks at its middle instead
+  (a bisection across tunnels), so the window narrows to the true duration within a few dozen
+  tunnels. A tunnel still there is looked at again after 10% of the time it has been watched
+  (at least 20 ms, at most 2 s): quick for short tasks, cheap for long ones.
+* **Coalescing.** When a look is due, tunnels due within the next few milliseconds ride along, so
+  calls carry 5 IDs whenever there are 5 to carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tcvpc.cleanup.protocol import CleanupClient
+from tcvpc.cleanup.sources import FILTER_VALUES_MAX
+from tcvpc.errors import AuthError, TcvpcError
+from tcvpc.models import TunnelRef, TunnelState
+
+__all__ = ["DelayEstimator", "DeletionWatcher", "WatchResult"]
+
+
+class WatchResult(enum.Enum):
+    GONE = "gone"
+    """The tunnel disappeared: the delete task is over."""
+    NOT_DELETING = "not_deleting"
+    """The tunnel is there but no longer ``DELETING``: the task ended without deleting it."""
+    TIMEOUT = "timeout"
+    """Still ``DELETING`` after the watcher's timeout."""
+
+
+class DelayEstimator:
+    """Bounds on how long after its delete was acknowledged a tunnel disappears."""
+
+    def __init__(self, initial: float = 0.2, window: int = 16) -> None:
+        self.initial = initial
+        self._gone: deque[float] = deque(maxlen=window)
+        self._present: deque[float] = deque(maxlen=window)
+        self._counter = itertools.count()
+
+    def saw_gone(self, delay: float) -> None:
+        self._gone.append(delay)
+
+    def saw_present(self, delay: float) -> None:
+        self._present.append(delay)
+
+    @property
+    def bounds(self) -> tuple[float, float | None]:
+        lo = max(self._present, default=0.0)
+        hi = min(self._gone, default=None)
+        return lo, hi
+
+    def first_look(self) -> float:
+        """Seconds after the acknowledgement to look first."""
+        lo, hi = self.bounds
+        if hi is None:
+            return max(self.initial, lo)
+        gap = hi - lo
+        if gap > max(0.02 * hi, 0.005) and next(self._counter) % 3 == 0:
+            return (lo + hi) / 2
+        return hi
+
+
+@dataclass(order=True)
+class _Watch:
+    due: float
+    seq: int
+    tunnel: TunnelRef = field(compare=False)
+    since: float = field(compare=False)
+    future: asyncio.Future[WatchResult] = field(compare=False)
+
+
+class DeletionWatcher:
+    """Polls DescribeVpnConnections for watched tunnels; run :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        client: CleanupClient,
+        *,
+        timeout: float = 600.0,
+        min_recheck: float = 0.02,
+        max_recheck: float = 2.0,
+        max_concurrent_polls: int = 8,
+        estimator: DelayEstimator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.timeout = timeout
+        self.min_recheck = min_recheck
+        self.max_recheck = max_recheck
+        self.estimator = estimator or DelayEstimator()
+        self._clock = clock
+        self._heap: list[_Watch] = []
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+        self._polls = asyncio.Semaphore(max_concurrent_polls)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.polls = 0
+        self.looks = 0
+        self.failed_polls = 0
+        self.fatal: AuthError | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def watch(self, tunnel: TunnelRef, since: float | None = None) -> asyncio.Future[WatchResult]:
+        """Start watching a tunnel whose delete was acknowledged at ``since`` (default: now)."""
+        start = self._clock() if since is None else since
+        future: asyncio.Future[WatchResult] = asyncio.get_running_loop().create_future()
+        entry = _Watch(start + self.estimator.first_look(), next(self._seq), tunnel, start, future)
+        heapq.heappush(self._heap, entry)
+        self._changed.set()
+        return future
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled); cancelling also cancels the pending futures."""
+        try:
+            while True:
+                if not self._heap:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                delay = self._heap[0].due - self._clock()
+                if delay > 0:
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), delay)
+                    continue
+                batch = self._take_batch()
+                if batch:
+                    await self._polls.acquire()
+                    task = asyncio.create_task(self._poll(batch))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for entry in self._heap:
+                entry.future.cancel()
+            self._heap.clear()
+
+    def _take_batch(self) -> list[_Watch]:
+        now = self._clock()
+        horizon = now + max(self.min_recheck / 2, 0.005)
+        batch: list[_Watch] = []
+        while self._heap and len(batch) < FILTER_VALUES_MAX:
+            head = self._heap[0]
+            if head.due > horizon and (head.due > now or batch):
+                break
+            heapq.heappop(self._heap)
+            if head.future.done():  # the engine gave up on it
+                continue
+            batch.append(head)
+        return batch
+
+    def _next_look(self, entry: _Watch, now: float) -> float:
+        """When to look again at a tunnel that was still there at ``now``.
+
+        Never before the learned upper bound (a tunnel watched before anything was learned
+        catches up with what its neighbours taught), else after 10% of its age.
+        """
+        recheck = min(self.max_recheck, max(self.min_recheck, 0.1 * (now - entry.since)))
+        _, hi = self.estimator.bounds
+        if hi is not None and entry.since + hi > now + recheck:
+            return entry.since + hi
+        return now + recheck
+
+    async def _poll(self, batch: list[_Watch]) -> None:
+        try:
+            ids = [w.tunnel.vpn_connection_id for w in batch]
+            sent = self._clock()
+            try:
+                states = {
+                    c.vpn_connection_id: c.state
+                    async for c in self._client.describe_vpn_connections(
+                        filters={"vpn-connection-id": ids}
+                    )
+                }
+            except AuthError as exc:
+                self.fatal = exc
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(exc)
+                return
+            except TcvpcError:
+                self.failed_polls += 1
+                now = self._clock()
+                for w in batch:
+                    w.due = now + 1.0
+                    self._reschedule(w, now)
+                return
+            now = self._clock()
+            seen_at = (sent + now) / 2
+            self.polls += 1
+            self.looks += len(batch)
+            for w in batch:
+                if w.future.done():
+                    continue
+                state = states.get(w.tunnel.vpn_connection_id)
+                if state is None:
+                    self.estimator.saw_gone(seen_at - w.since)
+                    w.future.set_result(WatchResult.GONE)
+                elif state is not TunnelState.DELETING:
+                    w.future.set_result(WatchResult.NOT_DELETING)
+                else:
+                    self.estimator.saw_present(seen_at - w.since)
+                    w.due = self._next_look(w, now)
+                    self._reschedule(w, now)
+        finally:
+            self._polls.release()
+
+    def _reschedule(self, w: _Watch, now: float) -> None:
+        if now - w.since > self.timeout:
+            if not w.future.done():
+                w.future.set_result(WatchResult.TIMEOUT)
+            return
+        w.seq = next(self._seq)
+        heapq.heappush(self._heap, w)
+        self._changed.set()

@@ -1,0 +1,284 @@
+"""The commands end to end: the emulator over real loopback HTTP, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tcvpc
+from tcvpc.cleanup.command import cleanup_command, demo_command
+from tcvpc.emulator import (
+    DEMO_REGION,
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    Emulator,
+    EmulatorConfig,
+    FaultConfig,
+)
+
+SRC = str(Path(tcvpc.__file__).resolve().parents[1])
+CLI = (
+    "import sys; from tcvpc.cleanup.command import cleanup_command; "
+    "cleanup_command(sys.argv[1:], prog_name='tcvpc cleanup')"
+)
+
+
+def cli_env(tmp_path: Path, *, secret_key: str = DEMO_SECRET_KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p),
+        HOME=str(tmp_path),
+        TENCENTCLOUD_SECRET_ID=DEMO_SECRET_ID,
+        TENCENTCLOUD_SECRET_KEY=secret_key,
+        TENCENTCLOUD_REGION=DEMO_REGION,
+    )
+    return env
+
+
+async def start_cli(tmp_path: Path, *args: str, **kw: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CLI,
+        *args,
+        env=cli_env(tmp_path, **kw),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_cli(tmp_path: Path, *args: str, **kw: str) -> tuple[int, str, str]:
+    proc = await start_cli(tmp_path, *args, **kw)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
+    marker = request.node.get_closest_marker("emulator")
+    config = EmulatorConfig(**(marker.kwargs if marker else {}))
+    async with Emulator(config) as emu:
+        yield emu
+
+
+def write_input(emu: Emulator, path: Path, extra: str = "") -> list[tuple[str, str]]:
+    pairs = [(t["gateway"], t["id"]) for t in emu.tunnels()]
+    path.write_text(
+        "VpnGatewayId,VpnConnectionId\n" + "".join(f"{g},{c}\n" for g, c in pairs) + extra
+    )
+    return pairs
+
+
+def read_report(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def delete_codes(emu: Emulator) -> dict[str, int]:
+    requests = emu.stats()["requests"]
+    assert isinstance(requests, dict)
+    return dict(requests.get("DeleteVpnConnection", {}))
+
+
+# -- no network needed ---------------------------------------------------------------------------
+
+
+def test_missing_file_is_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cleanup_command, ["--input", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 2
+    assert "not found" in result.output
+
+
+def test_bad_flags_are_exit_2(tmp_path: Path) -> None:
+    assert CliRunner().invoke(cleanup_command, []).exit_code == 2
+    both = ["--input", "x.csv", "--gateway", "vpngw-aaaa0001"]
+    assert CliRunner().invoke(cleanup_command, both).exit_code == 2
+    assert CliRunner().invoke(cleanup_command, ["--rate", "500"]).exit_code == 2
+
+
+def test_no_credentials_is_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("TENCENTCLOUD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TENCENTCLOUD_CREDENTIALS_FILE", str(tmp_path / "none"))
+    f = tmp_path / "t.csv"
+    f.write_text("vpngw-aaaa0001,vpnx-aaaa0001\n")
+    result = CliRunner().invoke(cleanup_command, ["--input", str(f), "--region", "ap-guangzhou"])
+    assert result.exit_code == 2
+    assert "credentials" in result.output
+
+
+def test_unknown_region_is_exit_2_before_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDtest")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "key")
+    f = tmp_path / "t.csv"
+    f.write_text("vpngw-aaaa0001,vpnx-aaaa0001\n")
+    # A closed loopback port: if anything were sent, the run would fail differently.
+    args = ["--input", str(f), "--endpoint", "http://127.0.0.1:9", "--journal", str(tmp_path / "j")]
+    result = CliRunner().invoke(cleanup_command, [*args, "--region", "ap-guangzhuo"])
+    assert result.exit_code == 2
+    assert "unknown region 'ap-guangzhuo'" in result.output
+    assert not (tmp_path / "j").exists()
+
+
+# -- against the emulator ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(
+    gateways=6,
+    tunnels_per_gateway=10,
+    delete_seconds=0.1,
+    faults=FaultConfig.spread(0.1),
+    stall_seconds=1.0,
+    seed=3,
+)
+async def test_faults_on_every_tunnel_ends_deleted(emulator: Emulator, tmp_path: Path) -> None:
+    pairs = write_input(emulator, tmp_path / "t.csv")
+    report = tmp_path / "report.jsonl"
+    rc, out, err = await run_cli(
+        tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+        "--report", str(report),
+    )  # fmt: skip
+    assert rc == 0, err + out
+    records = read_report(report)
+    assert sorted((r["VpnGatewayId"], r["VpnConnectionId"]) for r in records) == sorted(pairs)
+    assert {r["outcome"] for r in records} <= {"deleted", "already_gone"}
+    await asyncio.sleep(0.3)
+    assert emulator.tunnels() == []
+    assert "requests sent" in out
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=2, tunnels_per_gateway=3, delete_seconds=0.05)
+async def test_invalid_lines_and_duplicates(emulator: Emulator, tmp_path: Path) -> None:
+    pairs = write_input(emulator, tmp_path / "t.csv", extra="junk\n")
+    with (tmp_path / "t.csv").open("a") as f:
+        f.write(f"{pairs[0][0]},{pairs[0][1]}\n")  # a duplicate
+    report = tmp_path / "report.csv"
+    rc, out, err = await run_cli(
+        tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+        "--report", str(report),
+    )  # fmt: skip
+    assert rc == 1, err + out
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith("VpnGatewayId,VpnConnectionId,outcome")
+    assert len(lines) == 1 + len(pairs) + 1
+    invalid = [line for line in lines if ",invalid," in line]
+    assert len(invalid) == 1
+    assert invalid[0].endswith(f",{len(pairs) + 2}")  # header is line 1, junk is after the pairs
+    assert delete_codes(emulator) == {"OK": len(pairs)}
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=4, tunnels_per_gateway=5, delete_seconds=0.05)
+async def test_wrong_credentials_stop_early(emulator: Emulator, tmp_path: Path) -> None:
+    write_input(emulator, tmp_path / "t.csv")
+    rc, out, err = await run_cli(
+        tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+        secret_key="wrong-key",
+    )  # fmt: skip
+    assert rc == 2, err + out
+    assert "AuthFailure" in err
+    assert sum(delete_codes(emulator).values()) <= 3
+    assert len(emulator.tunnels()) == 20
+
+
+def pending_inflight(journal: Path) -> tuple[int, int]:
+    db = sqlite3.connect(journal)
+    try:
+        done = db.execute("SELECT COUNT(*) FROM tunnels WHERE state = 'done'").fetchone()[0]
+        inflight = db.execute("SELECT COUNT(*) FROM tunnels WHERE state = 'inflight'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0, 0
+    finally:
+        db.close()
+    return int(done), int(inflight)
+
+
+async def wait_for_progress(journal: Path, at_least: int) -> None:
+    for _ in range(600):
+        await asyncio.sleep(0.05)
+        if journal.exists() and pending_inflight(journal)[0] >= at_least:
+            return
+    raise AssertionError("the job made no progress")
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=10, tunnels_per_gateway=12, delete_seconds=0.15)
+async def test_kill_9_then_rerun_accounts_for_every_tunnel_once(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    pairs = write_input(emulator, tmp_path / "t.csv")
+    journal = tmp_path / "j.sqlite"
+    args = ("--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url)
+    args += ("--journal", str(journal))
+    proc = await start_cli(tmp_path, *args)
+    await wait_for_progress(journal, 25)
+    proc.kill()  # SIGKILL: no cleanup at all
+    await proc.wait()
+    done_before, inflight = pending_inflight(journal)
+    assert 0 < done_before < len(pairs)
+
+    report = tmp_path / "report.jsonl"
+    rc, out, err = await run_cli(tmp_path, *args, "--report", str(report))
+    assert rc == 0, err + out
+    records = read_report(report)
+    keys = [(r["VpnGatewayId"], r["VpnConnectionId"]) for r in records]
+    assert len(keys) == len(set(keys)) == len(pairs)
+    assert set(keys) == set(pairs)
+    assert {r["outcome"] for r in records} == {"deleted"}
+    codes = delete_codes(emulator)
+    assert codes["OK"] == len(pairs)
+    # only what was on the wire at the kill can be sent twice
+    assert (
+        codes.get("ResourceNotFound", 0)
+        + codes.get("UnsupportedOperation.DeleteVpnConnInvalidState", 0)
+        <= inflight
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=10, tunnels_per_gateway=12, delete_seconds=0.15)
+async def test_sigint_exits_130_with_a_consistent_journal(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    pairs = write_input(emulator, tmp_path / "t.csv")
+    journal = tmp_path / "j.sqlite"
+    report = tmp_path / "report.jsonl"
+    args = ("--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url)
+    args += ("--journal", str(journal), "--report", str(report))
+    proc = await start_cli(tmp_path, *args)
+    await wait_for_progress(journal, 20)
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode() + out.decode()
+    done, inflight = pending_inflight(journal)
+    assert inflight == 0
+    records = read_report(report)
+    assert len(records) == len(pairs)
+    assert sum(r["outcome"] == "deleted" for r in records) == done
+    assert {r["outcome"] for r in records} <= {"deleted", "pending"}
+    rc, out2, err2 = await run_cli(tmp_path, *args)
+    assert rc == 0, err2 + out2
+    assert delete_codes(emulator)["OK"] == len(pairs)
+
+
+@pytest.mark.slow
+def test_demo_runs_and_leaves_nothing(tmp_path: Path) -> None:
+    args = ["--gateways", "5", "--tunnels-per-gateway", "8", "--delete-seconds", "0.05"]
+    result = CliRunner().invoke(demo_command, args)
+    assert result.exit_code == 0, result.output
+    assert "0 tunnel(s) left" in result.output
