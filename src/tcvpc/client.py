@@ -54,7 +54,7 @@ from tcvpc.models import (
     looks_like_gateway_id,
 )
 from tcvpc.ratelimit import DEFAULT_RATE, LimiterRegistry
-from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy
+from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
 
 logger = logging.getLogger("tcvpc")
 
@@ -119,7 +119,7 @@ class VpcClient:
     ``credential``: a :class:`Credential`, any :class:`CredentialProvider`, or ``None`` for the
     default chain (environment, then the profile file). ``region`` defaults to
     ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in requests per second
-    (default 99: never more than 100 in any second, see ratelimit.py); pass ``limiters`` to
+    (default 99.5: never more than 100 in any second, see ratelimit.py); pass ``limiters`` to
     share budgets between clients.
     ``timeout`` bounds one attempt; ``retry_policy`` bounds the whole call.
     """
@@ -258,28 +258,48 @@ class VpcClient:
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(action, code, attempt, delay, request_id))
 
-        machinery = CallRetrying(policy, self.retry_budget, log_retry)
         attempts = 0
         unknown_before = False
+
+        async def attempt_once() -> dict[str, Any]:
+            nonlocal attempts, unknown_before
+            attempts += 1
+            permit = await limiter.acquire()
+            try:
+                return await self._attempt(action, body)
+            except TcvpcError as exc:
+                exc.after_unknown_outcome = unknown_before
+                unknown_before = unknown_before or exc.outcome_unknown
+                if isinstance(exc, ThrottledError):
+                    limiter.on_throttled()
+                raise
+            finally:
+                permit.release()
+
+        started = time.monotonic()
+        try:
+            response = await attempt_once()
+        except TcvpcError as exc:
+            if retry_kind(exc) is None:
+                raise
+            first_failure: TcvpcError | None = exc
+        else:
+            self.retry_budget.settle(0)
+            return response, attempts
+        machinery = CallRetrying(
+            policy, self.retry_budget, log_retry, elapsed=time.monotonic() - started
+        )
         try:
             async for attempt in machinery.retrying():
                 with attempt:
-                    attempts += 1
-                    permit = await limiter.acquire()
-                    try:
-                        response = await self._attempt(action, body)
-                    except TcvpcError as exc:
-                        exc.after_unknown_outcome = unknown_before
-                        unknown_before = unknown_before or exc.outcome_unknown
-                        if isinstance(exc, ThrottledError):
-                            limiter.on_throttled()
-                        raise
-                    finally:
-                        permit.release()
+                    if first_failure is not None:  # tenacity's attempt 1 is the one made above
+                        failure, first_failure = first_failure, None
+                        raise failure
+                    response = await attempt_once()
         except TcvpcError as exc:
             exc.attempts = attempts
             raise
-        machinery.succeeded(attempts)
+        machinery.succeeded()
         return response, attempts
 
     async def _attempt(self, action: str, body: bytes) -> dict[str, Any]:

@@ -1,20 +1,23 @@
 """Client-side rate limiting: strict, fair and adaptive.
 
-Semantics of :class:`StrictRateLimiter` (rate ``r`` per second, default 99; window limit
-``n = floor(r + 1.5)``, 100 at the default):
+Semantics of :class:`StrictRateLimiter` (rate ``r`` per second, default 99.5; window limit
+``n = ceil(r)``, 100 at the default):
 
-* **Paced**: a token bucket of capacity 1.5 refilled at ``r``/s (``AsyncLimiter(1.5, 1.5/r)``).
-  At most ``r + 1.5`` acquisitions complete in *any* sliding 1-second window, so requests leave
-  evenly spaced. ``AsyncLimiter(100, 1)`` would allow a burst of 100 on top of the steady
-  100/s: up to ~199 in one sliding second. The half token of slack absorbs the event loop's
-  millisecond timer rounding, which costs a bucket of exactly 1 about 4% of its rate.
-* **Strict where it counts, at the server**: requests *arrive* with varying delays (a first
-  connection, a TLS handshake, a busy loop), and a late one can land in the same server second as
-  ``n`` later ones. So a permit is also released when its request ends, and the ``(k+n)``-th
-  permit is granted only one second after the ``k``-th request ended (or after its start plus
-  ``latency_allowance`` if it is still running). A request arrives before it ends, so no ``n + 1``
-  requests arrive within one second unless one spent more than ``latency_allowance`` in
-  transit. At steady state (millisecond latencies) this guard never waits: the pacing is slower.
+* **Strict where it counts, at the server**: no ``n + 1`` requests arrive within one second. A
+  permit is released when its request ends, and the ``(k+n)``-th permit is granted only one
+  second after the ``k``-th request ended (or after its start plus ``latency_allowance`` if it is
+  still running). A request reaches the server before it ends, so this holds whatever the
+  server's way of counting (fixed windows, sliding windows, its own bucket) and however the
+  requests' latencies vary (a first connection, a TLS handshake, a busy loop), unless one
+  request spends more than ``latency_allowance`` in transit. Counting *starts* is not enough: a
+  late request lands in the same server second as ``n`` later ones.
+* **Paced**: underneath, a token bucket refilled at ``r``/s holding 50 ms worth of tokens
+  (at least 1.5, ~5 at the default: ``AsyncLimiter(5, 5/r)``) spaces requests evenly; that slack
+  lets it catch up after the event loop was busy for a few tens of milliseconds, so the
+  sustained rate stays at ``r``, and absorbs the loop's millisecond timer rounding (which costs
+  a bucket of exactly 1 about 4% of its rate). At steady state (millisecond latencies) the window guard never waits: 100 requests at
+  99.5/s span more than a second. ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on
+  top of the steady 100/s: up to ~199 in one sliding second.
 * **Fair**: aiolimiter lets a newcomer overtake a waiter that was woken but has not resumed yet;
   an :class:`asyncio.Lock` (FIFO) in front makes waiters take permits in arrival order.
 * **Cancellation-safe**: a task cancelled while waiting takes no token and leaves the queue;
@@ -37,10 +40,12 @@ from typing import Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-DEFAULT_RATE = 99.0
-"""Requests per second per action: under the documented 100/s (see the window limit)."""
+DEFAULT_RATE = 99.5
+"""Requests per second per action: never more than the documented 100 in any second."""
 
-_BUCKET = 1.5
+_CATCH_UP = 0.05
+"""Seconds of tokens the bucket holds (within the bounds below)."""
+_BUCKET_MIN, _BUCKET_MAX = 1.5, 5.0
 _WINDOW = 1.0
 _EPSILON = 0.001
 
@@ -80,11 +85,12 @@ class StrictRateLimiter:
         if not rate > 0:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
         self.rate = float(rate)
-        self.window_limit = window_limit or max(1, math.floor(self.rate + _BUCKET))
+        self.window_limit = window_limit or max(1, math.ceil(self.rate))
         if self.window_limit < 1:
             raise ValueError("window_limit must be >= 1")
         self._allowance = latency_allowance
-        self._bucket = AsyncLimiter(_BUCKET, _BUCKET / self.rate)
+        capacity = min(_BUCKET_MAX, max(_BUCKET_MIN, self.rate * _CATCH_UP))
+        self._bucket = AsyncLimiter(capacity, capacity / self.rate)
         self._fifo = asyncio.Lock()
         self._recent: deque[Permit] = deque(maxlen=self.window_limit)
 

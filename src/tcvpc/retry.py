@@ -12,8 +12,11 @@
   spends tokens, a first-try success returns one, so a systemic outage cannot multiply traffic.
 * ``asyncio.CancelledError`` is never retried: only :class:`TcvpcError` with a retry kind is.
 
-One ``AsyncRetrying`` is built per call: tenacity keeps per-call state in it, so one shared by
-concurrent calls would mix their attempt counts.
+One ``AsyncRetrying`` is built per call that needs it: tenacity keeps per-call state in it, so one
+shared by concurrent calls would mix their attempt counts. The client makes a call's first
+attempt before building it (most calls succeed at once, and tenacity's per-call set-up costs
+about as much as signing a request); a first failure is handed to tenacity as its attempt 1, so
+every retry decision is still tenacity's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from tenacity import (
@@ -80,14 +84,9 @@ class RetryPolicy:
             raise ValueError("RetryPolicy: deadline must be > 0 seconds")
 
     def backoff(self, kind: RetryKind) -> Backoff:
-        return {
-            RetryKind.THROTTLED: self.throttled,
-            RetryKind.TRANSIENT: self.transient,
-            RetryKind.RESOURCE_BUSY: self.resource_busy,
-            RetryKind.GATEWAY_BUSY: self.gateway_busy,
-            RetryKind.INVALID_STATE: self.invalid_state,
-            RetryKind.CLOCK_SKEW: self.clock_skew,
-        }[kind]
+        """The schedule for ``kind`` (each kind's value names its field)."""
+        backoff: Backoff = getattr(self, kind.value)
+        return backoff
 
     @classmethod
     def patient(cls) -> RetryPolicy:
@@ -135,6 +134,10 @@ class RetryBudget:
     def __post_init__(self) -> None:
         self.available = self.capacity
 
+    def settle(self, spent: int) -> None:
+        """A call succeeded after withdrawing ``spent``: return that, or the first-try refund."""
+        self.deposit(spent if spent else self.success_refund)
+
     def withdraw(self, cost: int) -> bool:
         if cost > self.available:
             return False
@@ -149,6 +152,17 @@ def retry_kind(exc: BaseException | None) -> RetryKind | None:
     return exc.retry_kind if isinstance(exc, TcvpcError) else None
 
 
+@lru_cache(maxsize=32)
+def _waits(policy: RetryPolicy) -> dict[RetryKind, wait_random_exponential]:
+    """Each kind's full-jitter wait; built once per policy (policies are frozen, hashable)."""
+    return {
+        kind: wait_random_exponential(
+            multiplier=policy.backoff(kind).base, max=policy.backoff(kind).cap
+        )
+        for kind in RetryKind
+    }
+
+
 class CallRetrying:
     """The tenacity machinery for one call: kind-aware wait and stop, the budget, the hook.
 
@@ -160,20 +174,19 @@ class CallRetrying:
         policy: RetryPolicy,
         budget: RetryBudget | None,
         on_retry: Callable[[TcvpcError, int, float], None] | None = None,
+        *,
+        elapsed: float = 0.0,
     ) -> None:
+        """``elapsed``: seconds the call already spent (an attempt made before tenacity took
+        over), taken off the deadline."""
         self.policy = policy
         self.budget = budget
         self.spent = 0
         self._on_retry = on_retry
         self._failures: Counter[RetryKind] = Counter()
-        self._waits = {
-            kind: wait_random_exponential(
-                multiplier=policy.backoff(kind).base, max=policy.backoff(kind).cap
-            )
-            for kind in RetryKind
-        }
+        self._waits = _waits(policy)
         self._stop_common = stop_after_attempt(policy.max_attempts) | stop_before_delay(
-            policy.deadline
+            policy.deadline - elapsed
         )
 
     def _kind(self, state: RetryCallState) -> RetryKind:
@@ -215,11 +228,10 @@ class CallRetrying:
         assert isinstance(exc, TcvpcError)
         self._on_retry(exc, state.attempt_number, state.upcoming_sleep)
 
-    def succeeded(self, attempts: int) -> None:
+    def succeeded(self) -> None:
         """Settle the budget after a successful call."""
-        if self.budget is None:
-            return
-        self.budget.deposit(self.spent if attempts > 1 else self.budget.success_refund)
+        if self.budget is not None:
+            self.budget.settle(self.spent)
 
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(

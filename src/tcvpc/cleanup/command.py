@@ -38,6 +38,7 @@ from tcvpc.cleanup.sources import InputError, SourceItem, discover, open_input, 
 from tcvpc.client import VpcClient
 from tcvpc.credentials import Credential
 from tcvpc.errors import CredentialsNotFoundError
+from tcvpc.ratelimit import DEFAULT_RATE
 from tcvpc.regions import KNOWN_REGIONS, is_known_region
 from tcvpc.retry import Backoff, RetryPolicy
 
@@ -67,7 +68,7 @@ class CleanupOptions:
     endpoint: str | None = None
     journal: str | None = None
     report: str | None = None
-    rate: float = 99.0
+    rate: float = DEFAULT_RATE
     concurrency: int = 32
     per_gateway: int = 1
     dry_run: bool = False
@@ -119,7 +120,7 @@ def job_retry_policy() -> RetryPolicy:
 @click.option("--report", metavar="PATH", help="Write one record per tunnel (.csv for CSV).")
 @click.option(
     "--rate",
-    default=99.0,
+    default=DEFAULT_RATE,
     show_default=True,
     type=click.FloatRange(min=0.1, max=100.0),
     help="Deletes per second at most.",
@@ -499,7 +500,7 @@ async def _demo(
         seed=seed,
     )
     total = gateways * tunnels_per_gateway
-    bound = max(total / 99.0, tunnels_per_gateway * delete_seconds)
+    bound = max(total / DEFAULT_RATE, tunnels_per_gateway * delete_seconds)
     async with Emulator(config) as emulator:
         out.print(
             f"[bold]tcvpc demo[/]: emulator at {emulator.url} with {total} tunnels on {gateways} "
