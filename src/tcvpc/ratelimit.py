@@ -16,8 +16,9 @@ Semantics of :class:`StrictRateLimiter` (rate ``r`` per second, default 99.5; wi
   lets it catch up after the event loop was busy for a few tens of milliseconds, so the
   sustained rate stays at ``r``, and absorbs the loop's millisecond timer rounding (which costs
   a bucket of exactly 1 about 4% of its rate). At steady state (millisecond latencies) the
-  window guard never waits: 100 requests at 99.5/s span more than a second. ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on
-  top of the steady 100/s: up to ~199 in one sliding second.
+  window guard never waits: 100 requests at 99.5/s span more than a second.
+  ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady 100/s: up to
+  ~199 in one sliding second.
 * **Fair**: aiolimiter lets a newcomer overtake a waiter that was woken but has not resumed yet;
   an :class:`asyncio.Lock` (FIFO) in front makes waiters take permits in arrival order.
 * **Cancellation-safe**: a task cancelled while waiting takes no token and leaves the queue;
