@@ -158,6 +158,7 @@ class FakeVpc:
         *,
         vpn_connection_ids: Sequence[str] | None = None,
         filters: Mapping[str, Sequence[str]] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncIterator[VpnConnection]:
         self.describes += 1
         self.stats.requests_sent += 1

@@ -98,8 +98,19 @@ class CleanupOptions:
 
 
 def job_retry_policy() -> RetryPolicy:
-    """Patient, still jittered; ``DeleteVpnConnInvalidState`` is requeued by the engine."""
-    return dataclasses.replace(RetryPolicy.patient(), invalid_state=Backoff(0.0, 0.0, 1))
+    """Patient, still jittered; ``DeleteVpnConnInvalidState`` is requeued by the engine.
+
+    Throttled deletes start from a 0.25 s window instead of 1 s: every attempt of the job goes
+    through the client's strict limiter, which the throttle pacer slows down, so the retry wait
+    does not have to keep the rate down; it only spreads the retries (full jitter). Each second
+    a throttled delete sleeps is a second added to its gateway's serial chain (measured on the
+    emulator with 1% throttle bursts: 18.0 s with a 1 s window, 14.8 s with 0.25 s).
+    """
+    return dataclasses.replace(
+        RetryPolicy.patient(),
+        throttled=Backoff(0.25, 20.0, 20),
+        invalid_state=Backoff(0.0, 0.0, 1),
+    )
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class CleanupClient(Protocol):
         *,
         vpn_connection_ids: Sequence[str] | None = None,
         filters: Mapping[str, Sequence[str]] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncIterator[VpnConnection]: ...
 
 

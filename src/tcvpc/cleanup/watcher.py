@@ -23,6 +23,11 @@ How the polls are shaped:
   (at least 20 ms, at most 2 s): quick for short tasks, cheap for long ones.
 * **Coalescing.** When a look is due, tunnels due within the next few milliseconds ride along, so
   calls carry 5 IDs whenever there are 5 to carry.
+* **A failed poll is not retried, it is re-polled.** A poll that meets an error (throttled, a
+  server fault, a dropped connection) gives up at once and its tunnels are looked at again after
+  ``retry_after``: a retry inside the call would sleep for the throttle schedule (seconds) while
+  up to five gateways wait for the answer, and the next look is a retry anyway (the client's
+  limiter and throttle pacer still bound the rate).
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ from tcvpc.cleanup.protocol import CleanupClient
 from tcvpc.cleanup.sources import FILTER_VALUES_MAX
 from tcvpc.errors import AuthError, TcvpcError
 from tcvpc.models import TunnelRef, TunnelState
+from tcvpc.retry import RetryPolicy
 
 __all__ = ["DelayEstimator", "DeletionWatcher", "WatchResult"]
+
+_POLL_POLICY = RetryPolicy.no_retries()
 
 
 class WatchResult(enum.Enum):
@@ -106,6 +114,7 @@ class DeletionWatcher:
         min_recheck: float = 0.02,
         max_recheck: float = 2.0,
         max_concurrent_polls: int = 8,
+        retry_after: float = 0.1,
         estimator: DelayEstimator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -113,6 +122,7 @@ class DeletionWatcher:
         self.timeout = timeout
         self.min_recheck = min_recheck
         self.max_recheck = max_recheck
+        self.retry_after = retry_after
         self.estimator = estimator or DelayEstimator()
         self._clock = clock
         self._heap: list[_Watch] = []
@@ -198,7 +208,7 @@ class DeletionWatcher:
                 states = {
                     c.vpn_connection_id: c.state
                     async for c in self._client.describe_vpn_connections(
-                        filters={"vpn-connection-id": ids}
+                        filters={"vpn-connection-id": ids}, retry_policy=_POLL_POLICY
                     )
                 }
             except AuthError as exc:
@@ -211,7 +221,7 @@ class DeletionWatcher:
                 self.failed_polls += 1
                 now = self._clock()
                 for w in batch:
-                    w.due = now + 1.0
+                    w.due = now + self.retry_after
                     self._reschedule(w, now)
                 return
             now = self._clock()
