@@ -1,0 +1,435 @@
+"""B1: client overhead. CPU time per request (user+sys, from the OS) and throughput.
+
+Four clients delete distinct tunnels on one emulator (its own process, rate limit off, no delete
+delay, no gateway mutex), with the same concurrency and the same number of requests per run, in
+interleaved rounds (A B C D A B C D ...) so that the machine's noise hits them alike:
+
+* ``tcvpc``: ``VpcClient`` with a rate so high that its limiter never waits (it still runs);
+* ``sdk-async``: the official ``tencentcloud`` async client with its ``StandardRetryer``, otherwise
+  at its defaults (keep-alive off, as shipped);
+* ``sdk-sync-threads``: the official sync client, one shared instance, called from a thread pool
+  of ``concurrency`` threads through ``run_in_executor`` (what an asyncio service does with it);
+* ``floor``: a minimal aiohttp loop that signs each request with an inline TC3 signer and parses
+  the JSON answer: the least any Python client on aiohttp has to spend.
+
+    python -m benchmarks.b1_overhead [--quick] [--profile]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import gc
+import io
+import itertools
+import json
+import pstats
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import click
+from tencentcloud.common import credential as sdk_credential
+from tencentcloud.common import retry as sdk_retry
+from tencentcloud.common import retry_async as sdk_retry_async
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.vpc.v20170312 import models as sdk_models
+from tencentcloud.vpc.v20170312 import vpc_client as sdk_sync
+from tencentcloud.vpc.v20170312 import vpc_client_async as sdk_async
+
+from benchmarks.common import (
+    DEMO_REGION,
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    RESULTS,
+    Report,
+    cpu_seconds,
+    median,
+    save_results,
+    sign_request,
+    start_emulator,
+    tunnel_ids,
+    write_seed_csv,
+)
+from tcvpc import Credential, VpcClient
+
+Tunnels = Sequence[tuple[str, str]]
+Runner = Callable[[str, Tunnels, int], Awaitable[Counter[str]]]
+
+GOAL_VS_FLOOR = 1.25
+GOAL_VS_SDK_ASYNC = 8.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    concurrency: int
+    requests: int
+    rounds: int
+    warmup: int
+
+
+QUICK = Settings(concurrency=32, requests=400, rounds=3, warmup=100)
+FULL = Settings(concurrency=32, requests=2000, rounds=5, warmup=200)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    client: str
+    round: int
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    wall_seconds: float
+    cpu_seconds: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.wall_seconds
+
+
+def _delete_body(gateway: str, tunnel: str) -> bytes:
+    return json.dumps({"VpnGatewayId": gateway, "VpnConnectionId": tunnel}).encode()
+
+
+async def _workers(
+    concurrency: int, tunnels: Tunnels, one: Callable[[str, str], Awaitable[str]]
+) -> Counter[str]:
+    """``concurrency`` workers share one iterator of tunnels; count each call's outcome."""
+    outcomes: Counter[str] = Counter()
+    todo = iter(tunnels)
+
+    async def worker() -> None:
+        for gateway, tunnel in todo:
+            try:
+                outcomes[await one(gateway, tunnel)] += 1
+            except Exception as exc:  # counted, never hidden
+                outcomes[type(exc).__name__] += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return outcomes
+
+
+async def run_floor(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    host = url.removeprefix("http://")
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            body = _delete_body(gateway, tunnel)
+            headers = sign_request(
+                host=host, action="DeleteVpnConnection", body=body, timestamp=int(time.time())
+            )
+            async with session.post(url + "/", data=body, headers=headers) as resp:
+                answer = json.loads(await resp.read())["Response"]
+            return str(answer["Error"]["Code"]) if "Error" in answer else "OK"
+
+        return await _workers(concurrency, tunnels, one)
+
+
+async def run_tcvpc(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    client = VpcClient(
+        Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+        region=DEMO_REGION,
+        endpoint=url,
+        rate=1_000_000.0,
+        max_connections=concurrency,
+    )
+    async with client:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            result = await client.delete_vpn_connection(
+                vpn_gateway_id=gateway, vpn_connection_id=tunnel, missing_ok=True
+            )
+            return "OK" if result.outcome.value == "deleted" else str(result.outcome.value)
+
+        return await _workers(concurrency, tunnels, one)
+
+
+def _sdk_profile(url: str, retryer: object) -> ClientProfile:
+    http = HttpProfile(protocol="http", endpoint=url.removeprefix("http://"), reqTimeout=30)
+    return ClientProfile(httpProfile=http, retryer=retryer)
+
+
+def _sdk_request(gateway: str, tunnel: str) -> sdk_models.DeleteVpnConnectionRequest:
+    request = sdk_models.DeleteVpnConnectionRequest()
+    request.VpnGatewayId = gateway
+    request.VpnConnectionId = tunnel
+    return request
+
+
+async def run_sdk_async(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    cred = sdk_credential.Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY)
+    profile = _sdk_profile(url, sdk_retry_async.StandardRetryer())
+    client = sdk_async.VpcClient(cred, DEMO_REGION, profile)
+    async with client:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            await client.DeleteVpnConnection(_sdk_request(gateway, tunnel))
+            return "OK"
+
+        return await _workers(concurrency, tunnels, one)
+
+
+async def run_sdk_sync_threads(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    cred = sdk_credential.Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY)
+    client = sdk_sync.VpcClient(cred, DEMO_REGION, _sdk_profile(url, sdk_retry.StandardRetryer()))
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            request = _sdk_request(gateway, tunnel)
+            await loop.run_in_executor(pool, client.DeleteVpnConnection, request)
+            return "OK"
+
+        return await _workers(concurrency, tunnels, one)
+
+
+CLIENTS: dict[str, Runner] = {
+    "tcvpc": run_tcvpc,
+    "sdk-async": run_sdk_async,
+    "sdk-sync-threads": run_sdk_sync_threads,
+    "floor": run_floor,
+}
+
+
+def measure(name: str, url: str, tunnels: Tunnels, concurrency: int, round_: int) -> RunResult:
+    """One run in a fresh event loop; CPU and wall time around all of it (setup included)."""
+    gc.collect()
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    outcomes = asyncio.run(CLIENTS[name](url, tunnels, concurrency))
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    errors = {code: n for code, n in outcomes.items() if code != "OK"}
+    return RunResult(name, round_, len(tunnels), outcomes["OK"], errors, wall, cpu)
+
+
+def profile_run(name: str, url: str, tunnels: Tunnels, concurrency: int, top: int = 25) -> str:
+    """cProfile one run; the top functions by own time and by cumulative time, as text."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(CLIENTS[name](url, tunnels, concurrency))
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    out.write(f"== {name}: {len(tunnels)} requests, by own time ==\n")
+    stats.sort_stats("tottime").print_stats(top)
+    out.write(f"== {name}: by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+def _per_call_us(fn: Callable[[], object], n: int) -> float:
+    t0 = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t0) / n * 1e6
+
+
+async def _async_per_call_us(fn: Callable[[], Awaitable[object]], n: int) -> float:
+    t0 = time.process_time()
+    for _ in range(n):
+        await fn()
+    return (time.process_time() - t0) / n * 1e6
+
+
+def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
+    """CPU µs per call of the pieces of tcvpc's request path, without the network or a profiler.
+
+    Median of 3 passes each: what tcvpc adds on top of the floor's aiohttp request.
+    """
+    from tcvpc import signing
+    from tcvpc.ratelimit import LimiterRegistry
+    from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy
+
+    policy, budget = RetryPolicy(), RetryBudget()
+    body = _delete_body("vpngw-00000000", "vpnx-00000000")
+
+    def build_retrying() -> object:
+        return CallRetrying(policy, budget, None)
+
+    def tcvpc_sign() -> str:
+        return signing.authorization(
+            secret_id=DEMO_SECRET_ID,
+            secret_key=DEMO_SECRET_KEY,
+            service="vpc",
+            host="127.0.0.1:8080",
+            content_type="application/json",
+            payload=body,
+            timestamp=int(time.time()),
+        )
+
+    def floor_sign() -> dict[str, str]:
+        return sign_request(
+            host="127.0.0.1:8080",
+            action="DeleteVpnConnection",
+            body=body,
+            timestamp=int(time.time()),
+        )
+
+    async def measure_all() -> list[tuple[str, float]]:
+        limiter = LimiterRegistry(1_000_000.0).get(account="a", region="r", action="x")
+
+        async def retry_loop() -> None:
+            machinery = CallRetrying(policy, budget, None)
+            async for attempt in machinery.retrying():
+                with attempt:
+                    pass
+            machinery.succeeded(1)
+
+        async def acquire_release() -> None:
+            (await limiter.acquire()).release()
+
+        sync_parts: list[tuple[str, Callable[[], object]]] = [
+            ("CallRetrying(...) construction, per call", build_retrying),
+            ("tcvpc signing.authorization", tcvpc_sign),
+            ("floor's inline signer (all headers)", floor_sign),
+        ]
+        async_parts: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("retry loop with one successful attempt (construction included)", retry_loop),
+            ("limiter acquire + release (rate 1e6: never waits)", acquire_release),
+        ]
+        out = [(label, median([_per_call_us(fn, n) for _ in range(3)])) for label, fn in sync_parts]
+        for label, afn in async_parts:
+            out.append((label, median([await _async_per_call_us(afn, n) for _ in range(3)])))
+        return out
+
+    return asyncio.run(measure_all())
+
+
+def run(quick: bool = False, profile: bool = False) -> Report:
+    s = QUICK if quick else FULL
+    names = list(CLIENTS)
+    total = len(names) * (s.warmup + s.rounds * s.requests) + (2 * s.requests if profile else 0)
+    gateways = 100
+    per_gateway = -(-total // gateways)
+    all_tunnels = tunnel_ids(gateways, per_gateway)
+    # Interleave gateways so that consecutive requests hit different gateways.
+    ordered = [
+        all_tunnels[g * per_gateway + t] for t in range(per_gateway) for g in range(gateways)
+    ]
+    chunks = iter(ordered)
+
+    def take(n: int) -> list[tuple[str, str]]:
+        return list(itertools.islice(chunks, n))
+
+    results: list[RunResult] = []
+    profiles = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        seed = write_seed_csv(Path(tmp) / "seed.csv", all_tunnels)
+        with start_emulator(seed_file=seed, rate_limit=0, max_seconds=1800) as emu:
+            for name in names:  # warm-up: imports, first connections; not counted
+                measure(name, emu.url, take(s.warmup), s.concurrency, 0)
+            for round_ in range(1, s.rounds + 1):
+                for name in names:
+                    result = measure(name, emu.url, take(s.requests), s.concurrency, round_)
+                    results.append(result)
+                    print(
+                        f"  round {round_} {name:17} {result.cpu_us_per_request:8.0f} µs CPU/req "
+                        f"{result.requests_per_second:7.0f} req/s errors={result.errors}",
+                        flush=True,
+                    )
+            if profile:
+                for name in ("tcvpc", "floor"):
+                    profiles += profile_run(name, emu.url, take(s.requests), s.concurrency)
+    report = _report(s, quick, results, profiles)
+    if profile:
+        parts = component_costs()
+        report.add_table(
+            "B1 profile: CPU µs per call of tcvpc's request-path pieces (no network, no profiler)",
+            ["piece", "CPU µs/call"],
+            parts,
+        )
+        report.data["component_costs_us"] = dict(parts)
+    return report
+
+
+def _report(s: Settings, quick: bool, results: list[RunResult], profiles: str) -> Report:
+    report = Report("b1_overhead", quick)
+    by_client: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_client.setdefault(r.client, []).append(r)
+    cpu = {c: median([r.cpu_us_per_request for r in rs]) for c, rs in by_client.items()}
+    rps = {c: median([r.requests_per_second for r in rs]) for c, rs in by_client.items()}
+    errors = {c: sum(sum(r.errors.values()) for r in rs) for c, rs in by_client.items()}
+    floor = cpu["floor"]
+    rows = [
+        [c, cpu[c], cpu[c] / floor, rps[c], rps[c] / rps["floor"], errors[c]] for c in by_client
+    ]
+    report.add_table(
+        f"B1 client overhead: {s.requests:,} deletes per run, concurrency {s.concurrency}, "
+        f"median of {s.rounds} interleaved rounds",
+        [
+            "client",
+            "CPU µs/request",
+            "CPU vs floor",
+            "req/s",
+            "req/s vs floor",
+            "failed requests",
+        ],
+        rows,
+    )
+    vs_floor = cpu["tcvpc"] / floor
+    vs_sdk = cpu["sdk-async"] / cpu["tcvpc"]
+    report.add_table(
+        "B1 goals",
+        ["goal", "measured", "goal met"],
+        [
+            [
+                f"tcvpc CPU/request ≤ {GOAL_VS_FLOOR}x floor",
+                f"{vs_floor:.2f}x",
+                vs_floor <= GOAL_VS_FLOOR,
+            ],
+            [
+                f"tcvpc ≥ {GOAL_VS_SDK_ASYNC:g}x cheaper than the official async client",
+                f"{vs_sdk:.1f}x",
+                vs_sdk >= GOAL_VS_SDK_ASYNC,
+            ],
+            ["no failed requests (tcvpc)", str(errors["tcvpc"]), errors["tcvpc"] == 0],
+        ],
+    )
+    report.data = {
+        "settings": asdict(s),
+        "median_cpu_us_per_request": cpu,
+        "median_requests_per_second": rps,
+        "ratios": {"tcvpc_cpu_vs_floor": vs_floor, "sdk_async_cpu_vs_tcvpc": vs_sdk},
+        "goals": {
+            "tcvpc_cpu_vs_floor_max": GOAL_VS_FLOOR,
+            "sdk_async_vs_tcvpc_min": GOAL_VS_SDK_ASYNC,
+            "met": vs_floor <= GOAL_VS_FLOOR and vs_sdk >= GOAL_VS_SDK_ASYNC,
+        },
+        "runs": [
+            {
+                **asdict(r),
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "requests_per_second": r.requests_per_second,
+            }
+            for r in results
+        ],
+    }
+    if profiles:
+        path = RESULTS / ("b1_profile" + ("-quick" if quick else "") + ".txt")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(profiles)
+        report.data["profile"] = str(path.name)
+    return report
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Short version (fewer requests and rounds).")
+@click.option("--profile", is_flag=True, help="Also cProfile one tcvpc and one floor run.")
+def main(quick: bool, profile: bool) -> None:
+    """B1: client CPU per request and throughput, tcvpc vs the official SDK vs the floor."""
+    save_results(run(quick=quick, profile=profile))
+
+
+if __name__ == "__main__":
+    main()
