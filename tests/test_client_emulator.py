@@ -27,10 +27,12 @@ from tcvpc.emulator import (
 from tcvpc.retry import Backoff
 
 DEMO = Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY)
+# Quick schedules, but room for many attempts: with 30% of requests starting a throttle burst,
+# one call may meet a dozen in a row.
 FAST = RetryPolicy(
-    max_attempts=20,
+    max_attempts=40,
     deadline=30,
-    throttled=Backoff(0.05, 0.2, 10),
+    throttled=Backoff(0.05, 0.5, 40),
     transient=Backoff(0.01, 0.1, 10),
     gateway_busy=Backoff(0.02, 0.2, 20),
     invalid_state=Backoff(0.02, 0.2, 20),
