@@ -5,7 +5,8 @@ fixture (``tcvpc_emulator``, from the ``tcvpc_emulator`` pytest plugin), or as a
 (``tcvpc emulator``). It verifies TC3-HMAC-SHA256 signatures with its own verifier, keeps a
 tunnel state machine with gateway mutexes, enforces a sliding-window rate limit and injects
 seeded faults. Module map: ``config`` (value objects), ``auth`` (signature verification),
-``state`` (tunnels, pure), ``limits`` (sliding window), ``faults``, ``stats``, ``seed``,
+``state`` (tunnels, pure), ``errors`` (the error answer), ``limits`` (sliding window),
+``faults``, ``stats``, ``seed``,
 ``app`` (HTTP handlers, envelope), ``server`` (the context manager), ``command`` (CLI),
 ``pytest_plugin``.
 """

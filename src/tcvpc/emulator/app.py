@@ -36,11 +36,12 @@ from typing import Any
 
 from aiohttp import web
 
-from tcvpc.emulator.auth import AuthError, SignatureVerifier
+from tcvpc.emulator.auth import SignatureVerifier
 from tcvpc.emulator.config import EmulatorConfig, FaultConfig
+from tcvpc.emulator.errors import ApiError
 from tcvpc.emulator.faults import FaultInjector, FaultKind
 from tcvpc.emulator.limits import SlidingWindowLimiter
-from tcvpc.emulator.state import StateError, Tunnel, TunnelState, VpcState
+from tcvpc.emulator.state import Tunnel, TunnelState, VpcState
 from tcvpc.emulator.stats import Stats
 
 __all__ = ["ACTIONS", "API_VERSION", "STATS_PATH", "ApiError", "EmulatorApp"]
@@ -97,15 +98,6 @@ _IPSEC = {
     "PfsDhGroup": "NULL",
     "IPSECSaLifetimeTraffic": 1843200,
 }
-
-
-class ApiError(Exception):
-    """An API error answer: HTTP 200, ``Response.Error.{Code, Message}``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 def render_tunnel(tunnel: Tunnel) -> dict[str, Any]:
@@ -344,19 +336,16 @@ class EmulatorApp:
                 "AuthFailure.InvalidAuthorization", "The request has no `Authorization` header."
             )
         body = await request.read()
-        try:
-            secret_id = self.verifier.verify(
-                authorization=authorization,
-                timestamp=timestamp,
-                method="POST",
-                path="/",
-                query=request.query_string,
-                headers=headers,
-                body=body,
-                now=now,
-            )
-        except AuthError as exc:
-            raise ApiError(exc.code, exc.message) from None
+        secret_id = self.verifier.verify(
+            authorization=authorization,
+            timestamp=timestamp,
+            method="POST",
+            path="/",
+            query=request.query_string,
+            headers=headers,
+            body=body,
+            now=now,
+        )
         try:
             params = json.loads(body) if body else {}
         except ValueError:
@@ -366,10 +355,7 @@ class EmulatorApp:
         return secret_id, region, params
 
     def _run(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self._handlers[action](params)
-        except StateError as exc:
-            raise ApiError(exc.code, exc.message) from None
+        return self._handlers[action](params)
 
     async def _faulty(
         self,
@@ -451,16 +437,13 @@ class EmulatorApp:
                 "InvalidParameterValue.LimitExceeded",
                 f"The value of `Limit` exceeds the maximum {_MAX_LIMIT}.",
             )
-        try:
-            total, page = self.state.describe(
-                ids=ids or None,
-                filters=filters or None,
-                offset=offset,
-                limit=limit,
-                strict_ids=self.config.strict_describe_ids,
-            )
-        except StateError as exc:
-            raise ApiError(exc.code, exc.message) from None
+        total, page = self.state.describe(
+            ids=ids or None,
+            filters=filters or None,
+            offset=offset,
+            limit=limit,
+            strict_ids=self.config.strict_describe_ids,
+        )
         tunnels = _Raw("[" + ", ".join(tunnel_json(t) for t in page) + "]")
         return {"TotalCount": total, "VpnConnectionSet": tunnels}
 

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tcvpc.emulator.errors import AuthError
+
 __all__ = [
     "ALGORITHM",
     "MAX_SKEW_SECONDS",
@@ -54,15 +56,6 @@ _AUTH_RE = re.compile(
     r"SignedHeaders=(?P<headers>[a-z0-9;_-]+)\s*,\s*"
     r"Signature=(?P<sig>[0-9a-f]{64})\s*$"
 )
-
-
-class AuthError(Exception):
-    """A request failed authentication; ``code`` is the API error code to answer with."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tcvpc.emulator.errors import StateError
+
 __all__ = [
     "FILTER_NAMES",
     "GATEWAY_ID_RE",
@@ -54,15 +56,6 @@ class TunnelState(StrEnum):
     PENDING = "PENDING"
     AVAILABLE = "AVAILABLE"
     DELETING = "DELETING"
-
-
-class StateError(Exception):
-    """An action was refused; ``code`` is the API error code to answer with."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 @dataclass(slots=True, eq=False)
