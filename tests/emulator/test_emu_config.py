@@ -98,3 +98,9 @@ def test_bad_seed_files(tmp_path: Path, text: str, match: str) -> None:
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         Emulator(EmulatorConfig(seed_file=path))
+
+
+def test_repr_hides_the_secret_key() -> None:
+    text = repr(EmulatorConfig(secret_id="AKIDvisible", secret_key="hidden-key-value"))
+    assert "AKIDvisible" in text
+    assert "hidden-key-value" not in text

@@ -8,7 +8,7 @@ request handler minutes later.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tcvpc.regions import KNOWN_REGIONS
@@ -165,7 +165,7 @@ class EmulatorConfig:
     tunnels_per_gateway: int = 25
     seed_file: Path | None = None
     secret_id: str = DEMO_SECRET_ID
-    secret_key: str = DEMO_SECRET_KEY
+    secret_key: str = field(default=DEMO_SECRET_KEY, repr=False)
     regions: tuple[str, ...] = REGIONS
     rate_limit: float | None = 100.0
     delete_seconds: float = 1.0
