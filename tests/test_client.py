@@ -22,6 +22,7 @@ from tcvpc import (
     DeleteOutcome,
     GatewayBusyError,
     InvalidStateError,
+    LimiterRegistry,
     NotFoundError,
     RequestTimeoutError,
     ResponseError,
@@ -496,3 +497,19 @@ async def test_errors_say_when_an_earlier_attempt_may_have_worked(mocked: aiores
         with pytest.raises(InvalidStateError) as info:
             await delete(c)
         assert info.value.after_unknown_outcome is False
+
+
+async def test_http_429_slows_the_limiter_like_a_throttle_code(mocked: aioresponses) -> None:
+    registry = LimiterRegistry(100)
+    async with VpcClient(
+        Credential("AKIDtest", SECRET),
+        region="ap-guangzhou",
+        endpoint=URL,
+        limiters=registry,
+        retry_policy=RetryPolicy().without_waits(),
+    ) as c:
+        mocked.post(URL, status=429, body="slow down")
+        mocked.post(URL, payload=ok())
+        await c.call("DescribeVpnConnections")
+    pacer = registry.get(account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections")
+    assert pacer.factor() < 1.0

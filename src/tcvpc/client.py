@@ -39,9 +39,9 @@ from tcvpc.errors import (
     NotFoundError,
     RequestTimeoutError,
     ResponseError,
+    RetryKind,
     SignatureExpiredError,
     TcvpcError,
-    ThrottledError,
     TransportError,
     api_error,
 )
@@ -270,7 +270,7 @@ class VpcClient:
             except TcvpcError as exc:
                 exc.after_unknown_outcome = unknown_before
                 unknown_before = unknown_before or exc.outcome_unknown
-                if isinstance(exc, ThrottledError):
+                if exc.retry_kind is RetryKind.THROTTLED:  # API codes and HTTP 429 alike
                     limiter.on_throttled()
                 raise
             finally:
