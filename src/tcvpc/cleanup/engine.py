@@ -489,7 +489,7 @@ class CleanupEngine:
         queue with a doubling delay, a bounded number of times.
         """
         attempts = item.attempts + _attempts(exc)
-        unknown = item.unknown or exc.outcome_unknown or _after_unknown(exc)
+        unknown = item.unknown or _may_have_taken_effect(exc)
         if unknown and not item.unknown:
             self._journal.mark_unknown(item.tunnel)
         seen: WatchResult | None = None
@@ -518,7 +518,7 @@ class CleanupEngine:
         self._return_to_queue(gw)
 
     def _fail(self, item: PendingTunnel, exc: Exception) -> None:
-        if getattr(exc, "outcome_unknown", False) or _after_unknown(exc):
+        if _may_have_taken_effect(exc):
             self._journal.mark_unknown(item.tunnel)
         code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
         message = exc.message if isinstance(exc, ApiError) else str(exc)
@@ -656,6 +656,7 @@ def _stops_the_job(exc: ApiError) -> bool:
     return isinstance(exc, AuthError) or exc.code in _CONFIGURATION_CODES
 
 
-def _after_unknown(exc: BaseException) -> bool:
-    """Whether an earlier attempt of the failed call had an unknown outcome (if the client says)."""
-    return bool(getattr(exc, "after_unknown_outcome", False))
+def _may_have_taken_effect(exc: BaseException) -> bool:
+    """Whether the failed call's delete may have happened anyway: its last attempt or an earlier
+    one ended with an unknown outcome (timeout, dropped connection, proxy error)."""
+    return isinstance(exc, TcvpcError) and (exc.outcome_unknown or exc.after_unknown_outcome)

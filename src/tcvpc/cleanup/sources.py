@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tcvpc.cleanup.protocol import CleanupClient
+from tcvpc.client import MAX_FILTER_VALUES
 from tcvpc.models import (
     TunnelRef,
     TunnelState,
@@ -38,7 +39,6 @@ from tcvpc.models import (
 
 __all__ = [
     "CONNECTION_COLUMN",
-    "FILTER_VALUES_MAX",
     "GATEWAY_COLUMN",
     "InputError",
     "InvalidLine",
@@ -52,8 +52,6 @@ __all__ = [
 
 GATEWAY_COLUMN = "VpnGatewayId"
 CONNECTION_COLUMN = "VpnConnectionId"
-FILTER_VALUES_MAX = 5
-"""The API takes at most 5 values per filter."""
 
 _EXCERPT = 120
 
@@ -228,8 +226,8 @@ async def discover(
     duplicate check. Items are numbered in discovery order, as if they were lines.
     """
     number = 0
-    for gateway_chunk in _chunks(gateways, FILTER_VALUES_MAX):
-        for vpc_chunk in _chunks(vpcs, FILTER_VALUES_MAX):
+    for gateway_chunk in _chunks(gateways, MAX_FILTER_VALUES):
+        for vpc_chunk in _chunks(vpcs, MAX_FILTER_VALUES):
             filters: dict[str, list[str]] = {}
             if gateway_chunk:
                 filters["vpn-gateway-id"] = gateway_chunk

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcvpc.cleanup.protocol import CleanupClient
-from tcvpc.cleanup.sources import FILTER_VALUES_MAX
+from tcvpc.client import MAX_FILTER_VALUES
 from tcvpc.errors import AuthError, TcvpcError
 from tcvpc.models import TunnelRef, TunnelState
 from tcvpc.retry import RetryPolicy
@@ -178,7 +178,7 @@ class DeletionWatcher:
         now = self._clock()
         horizon = now + max(self.min_recheck / 2, 0.005)
         batch: list[_Watch] = []
-        while self._heap and len(batch) < FILTER_VALUES_MAX:
+        while self._heap and len(batch) < MAX_FILTER_VALUES:
             head = self._heap[0]
             if head.due > horizon and (head.due > now or batch):
                 break
