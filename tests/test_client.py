@@ -68,6 +68,14 @@ async def client() -> AsyncIterator[VpcClient]:
         yield c
 
 
+def make_client(**options: Any) -> VpcClient:
+    """A client for the mocked endpoint; ``options`` override or extend the defaults."""
+    return VpcClient(
+        Credential("AKIDtest", SECRET),
+        **{"region": "ap-guangzhou", "endpoint": URL, **options},
+    )
+
+
 def sent(m: aioresponses) -> list[Any]:
     return [call for calls in m.requests.values() for call in calls]
 
@@ -205,9 +213,7 @@ async def test_broken_answers_become_typed_errors(
     mocked: aioresponses, failure: dict[str, Any], exc_type: type[Exception], fragment: str
 ) -> None:
     policy = RetryPolicy(transient=Backoff(0, 0, 2), max_attempts=2)
-    async with VpcClient(
-        Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL, retry_policy=policy
-    ) as c:
+    async with make_client(retry_policy=policy) as c:
         mocked.post(URL, **failure)
         mocked.post(URL, **failure)
         with pytest.raises(exc_type) as info:
@@ -241,9 +247,7 @@ async def test_content_type_with_charset_still_sees_errors(
 
 async def test_per_kind_attempt_bound(mocked: aioresponses) -> None:
     policy = RetryPolicy(gateway_busy=Backoff(0, 0, 3)).without_waits()
-    async with VpcClient(
-        Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL, retry_policy=policy
-    ) as c:
+    async with make_client(retry_policy=policy) as c:
         for _ in range(5):
             mocked.post(URL, payload=err("UnsupportedOperation.MutexOperationTaskRunning"))
         with pytest.raises(GatewayBusyError) as info:
@@ -264,9 +268,7 @@ async def test_deadline_stops_retrying() -> None:
     policy = RetryPolicy(deadline=0.3, transient=Backoff(0.2, 0.2, 100), max_attempts=100)
     with aioresponses() as m:
         m.post(URL, payload=err("InternalError"), repeat=True)
-        async with VpcClient(
-            Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL, retry_policy=policy
-        ) as c:
+        async with make_client(retry_policy=policy) as c:
             loop = asyncio.get_running_loop()
             start = loop.time()
             with pytest.raises(ServerError) as info:
@@ -277,13 +279,7 @@ async def test_deadline_stops_retrying() -> None:
 
 async def test_retry_budget_limits_retries_in_an_outage(mocked: aioresponses) -> None:
     budget = RetryBudget(capacity=10, retry_cost=5)
-    async with VpcClient(
-        Credential("AKIDtest", SECRET),
-        region="ap-guangzhou",
-        endpoint=URL,
-        retry_policy=RetryPolicy().without_waits(),
-        retry_budget=budget,
-    ) as c:
+    async with make_client(retry_policy=RetryPolicy().without_waits(), retry_budget=budget) as c:
         mocked.post(URL, payload=err("InternalError"), repeat=True)
         with pytest.raises(ServerError) as info:
             await delete(c)
@@ -296,13 +292,7 @@ async def test_retry_budget_limits_retries_in_an_outage(mocked: aioresponses) ->
 
 async def test_budget_refills_on_success(mocked: aioresponses) -> None:
     budget = RetryBudget(capacity=20, retry_cost=5)
-    async with VpcClient(
-        Credential("AKIDtest", SECRET),
-        region="ap-guangzhou",
-        endpoint=URL,
-        retry_policy=RetryPolicy().without_waits(),
-        retry_budget=budget,
-    ) as c:
+    async with make_client(retry_policy=RetryPolicy().without_waits(), retry_budget=budget) as c:
         mocked.post(URL, payload=err("InternalError"))
         mocked.post(URL, payload=ok())
         await delete(c)
@@ -380,7 +370,7 @@ async def test_odd_ids_are_sent_with_one_warning(
 
 
 async def test_closed_client_raises_clearly(mocked: aioresponses) -> None:
-    c = VpcClient(Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL)
+    c = make_client()
     async with c:
         pass
     with pytest.raises(ClientClosedError, match="closed"):
@@ -484,9 +474,7 @@ async def test_describe_splits_wide_filters(mocked: aioresponses, client: VpcCli
 
 async def test_errors_say_when_an_earlier_attempt_may_have_worked(mocked: aioresponses) -> None:
     policy = RetryPolicy(invalid_state=Backoff(0, 0, 1)).without_waits()
-    async with VpcClient(
-        Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL, retry_policy=policy
-    ) as c:
+    async with make_client(retry_policy=policy) as c:
         mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
         mocked.post(URL, payload=err("UnsupportedOperation.DeleteVpnConnInvalidState"))
         with pytest.raises(InvalidStateError) as info:
@@ -501,13 +489,7 @@ async def test_errors_say_when_an_earlier_attempt_may_have_worked(mocked: aiores
 
 async def test_http_429_slows_the_limiter_like_a_throttle_code(mocked: aioresponses) -> None:
     registry = LimiterRegistry(100)
-    async with VpcClient(
-        Credential("AKIDtest", SECRET),
-        region="ap-guangzhou",
-        endpoint=URL,
-        limiters=registry,
-        retry_policy=RetryPolicy().without_waits(),
-    ) as c:
+    async with make_client(limiters=registry, retry_policy=RetryPolicy().without_waits()) as c:
         mocked.post(URL, status=429, body="slow down")
         mocked.post(URL, payload=ok())
         await c.call("DescribeVpnConnections")
