@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tcvpc.emulator.auth import (
-    AuthError,
+    EmuAuthError,
     SignatureVerifier,
     canonical_request,
     derive_signing_key,
@@ -15,7 +15,7 @@ from tcvpc.emulator.auth import (
     string_to_sign,
 )
 
-# The documented worked example (docs/api.md): CVM DescribeInstances.
+# Tencent's documented worked example (signature v3 docs): CVM DescribeInstances.
 EX_ID = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE"
 EX_KEY = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"
 EX_TS = 1551113065
@@ -105,7 +105,7 @@ def test_verifier_accepts_the_example_request() -> None:
     ],
 )
 def test_verifier_rejections(authorization: str, kwargs: dict[str, object], code: str) -> None:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(EmuAuthError) as info:
         _verify(authorization, **kwargs)
     assert info.value.code == code
 
@@ -136,10 +136,10 @@ def test_extra_signed_headers_are_verified() -> None:
     )
     assert "describeinstances" in canonical  # values are lower-cased
     assert _verify(auth, headers={"x-tc-action": "DescribeInstances"}) == EX_ID
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(EmuAuthError) as info:
         _verify(auth, headers={"x-tc-action": "RunInstances"})
     assert info.value.code == "AuthFailure.SignatureFailure"
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(EmuAuthError) as info:
         _verify(auth)  # declared but not sent
     assert info.value.code == "AuthFailure.InvalidAuthorization"
 

@@ -92,11 +92,13 @@ async def test_protocol_checks(
     assert answer.code == code
 
 
-async def test_get_and_wrong_path_are_unsupported(
+async def test_other_methods_and_paths_are_unsupported(
     emu: Emulator, http: aiohttp.ClientSession
 ) -> None:
-    async with http.get(emu.url + "/") as resp:
+    async with http.put(emu.url + "/") as resp:
         assert (await resp.json())["Response"]["Error"]["Code"] == "UnsupportedProtocol"
+    async with http.get(emu.url + "/") as resp:  # GET is a signing path: it misses X-TC-Action
+        assert (await resp.json())["Response"]["Error"]["Code"] == "MissingParameter"
     body = b"{}"
     headers = sign_headers(host=emu.endpoint, action="DescribeVpnConnections", body=body)
     async with http.post(emu.url + "/v2", data=body, headers=headers) as resp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tcvpc.emulator.seed import generate, populate
-from tcvpc.emulator.state import StateError, TunnelState, VpcState
+from tcvpc.emulator.state import EmuStateError, EmuTunnelState, VpcState
 
 
 class FakeClock:
@@ -28,14 +28,14 @@ def make(delete: float = 5.0, mutex: float | None = None) -> tuple[VpcState, Fak
     return state, clock
 
 
-def code_of(exc: pytest.ExceptionInfo[StateError]) -> str:
+def code_of(exc: pytest.ExceptionInfo[EmuStateError]) -> str:
     return exc.value.code
 
 
 def test_delete_goes_deleting_then_disappears() -> None:
     state, clock = make(delete=5.0)
     state.delete(GW1, "vpnx-aaaaaa00")
-    assert state.get("vpnx-aaaaaa00").state is TunnelState.DELETING  # type: ignore[union-attr]
+    assert state.get("vpnx-aaaaaa00").state is EmuTunnelState.DELETING  # type: ignore[union-attr]
     assert state.counts()["DELETING"] == 1
     clock.now += 4.9
     assert state.get("vpnx-aaaaaa00") is not None
@@ -43,7 +43,7 @@ def test_delete_goes_deleting_then_disappears() -> None:
     assert state.get("vpnx-aaaaaa00") is None
     assert state.counts() == {"PENDING": 0, "AVAILABLE": 5, "DELETING": 0, "total": 5}
     assert state.deleted_total == 1
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.delete(GW1, "vpnx-aaaaaa00")
     assert code_of(info) == "ResourceNotFound"
 
@@ -51,11 +51,11 @@ def test_delete_goes_deleting_then_disappears() -> None:
 def test_deleting_and_pending_are_invalid_state() -> None:
     state, _clock = make(delete=5.0, mutex=0)
     state.delete(GW1, "vpnx-aaaaaa00")
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.delete(GW1, "vpnx-aaaaaa00")
     assert code_of(info) == "UnsupportedOperation.DeleteVpnConnInvalidState"
-    state.set_state("vpnx-aaaaaa01", TunnelState.PENDING)
-    with pytest.raises(StateError) as info:
+    state.set_state("vpnx-aaaaaa01", EmuTunnelState.PENDING)
+    with pytest.raises(EmuStateError) as info:
         state.delete(GW1, "vpnx-aaaaaa01")
     assert code_of(info) == "UnsupportedOperation.DeleteVpnConnInvalidState"
 
@@ -73,7 +73,7 @@ def test_deleting_and_pending_are_invalid_state() -> None:
 )
 def test_delete_errors(gateway: str, tunnel: str, code: str) -> None:
     state, _ = make()
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.delete(gateway, tunnel)
     assert code_of(info) == code
 
@@ -81,7 +81,7 @@ def test_delete_errors(gateway: str, tunnel: str, code: str) -> None:
 def test_mutex_per_gateway() -> None:
     state, clock = make(delete=5.0, mutex=2.0)
     state.delete(GW1, "vpnx-aaaaaa00")
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.delete(GW1, "vpnx-aaaaaa01")
     assert code_of(info) == "UnsupportedOperation.MutexOperationTaskRunning"
     state.delete(GW2, "vpnx-bbbbbb00")  # another gateway is independent
@@ -94,7 +94,7 @@ def test_mutex_defaults_to_delete_seconds_and_zero_disables() -> None:
     assert state.mutex_seconds == 3.0
     state.delete(GW1, "vpnx-aaaaaa00")
     clock.now += 2.9
-    with pytest.raises(StateError):
+    with pytest.raises(EmuStateError):
         state.delete(GW1, "vpnx-aaaaaa01")
     state, _ = make(delete=3.0, mutex=0.0)
     state.delete(GW1, "vpnx-aaaaaa00")
@@ -133,7 +133,7 @@ def test_describe_filters_and_paging() -> None:
     assert total == 0
     total, _ = state.describe(filters={"vpn-connection-name": ["vpnx-aaaaaa02"]})
     assert total == 1
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.describe(filters={"state": ["AVAILABLE"]})
     assert code_of(info) == "InvalidParameter.FilterInvalidKey"
 
@@ -143,12 +143,12 @@ def test_describe_ids() -> None:
     total, page = state.describe(ids=["vpnx-bbbbbb02", "vpnx-aaaaaa00", "vpnx-aaaaaa00"])
     assert total == 2
     assert [t.tunnel_id for t in page] == ["vpnx-bbbbbb02", "vpnx-aaaaaa00"]
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.describe(ids=["vpnx-aaaaaa00", "vpnx-zzzzzzzz"])
     assert code_of(info) == "ResourceNotFound"
     total, _ = state.describe(ids=["vpnx-aaaaaa00", "vpnx-zzzzzzzz"], strict_ids=False)
     assert total == 1
-    with pytest.raises(StateError) as info:
+    with pytest.raises(EmuStateError) as info:
         state.describe(ids=["bad"])
     assert code_of(info) == "InvalidParameterValue.Malformed"
 

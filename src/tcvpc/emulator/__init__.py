@@ -21,7 +21,7 @@ from tcvpc.emulator.config import (
     FaultConfig,
 )
 from tcvpc.emulator.server import Emulator
-from tcvpc.emulator.state import TunnelState
+from tcvpc.emulator.state import EmuTunnelState
 
 __all__ = [
     "DEMO_REGION",
@@ -29,8 +29,8 @@ __all__ = [
     "DEMO_SECRET_KEY",
     "FAULT_KINDS",
     "REGIONS",
+    "EmuTunnelState",
     "Emulator",
     "EmulatorConfig",
     "FaultConfig",
-    "TunnelState",
 ]

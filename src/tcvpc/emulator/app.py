@@ -1,25 +1,15 @@
 """The HTTP face of the emulator: aiohttp.web handlers, checks in order, and the envelope.
 
-Every API answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official
-Python SDK reads ``Response.Error`` only then) and ``{"Response": {..., "RequestId": uuid4}}``.
-Every answer carries a ``Date`` header from the *server's* clock (skew included), so a client
-that gets ``AuthFailure.SignatureExpire`` can learn the offset.
+Every API answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official Python
+SDK reads ``Response.Error`` only then), ``{"Response": {..., "RequestId": uuid4}}``, and a ``Date``
+header from the server's clock (skew included) so a client can correct its own.
 
-A request to ``POST /`` goes through, in order (the first failure answers):
-
-1. protocol: method ``POST`` and path ``/`` (``UnsupportedProtocol``); a JSON Content-Type
-   (``InvalidParameter``); ``X-TC-Action`` (``MissingParameter`` / ``InvalidAction``),
-   ``X-TC-Version`` (``MissingParameter`` / ``NoSuchVersion``), ``X-TC-Region``
-   (``MissingParameter`` / ``UnsupportedRegion``), ``X-TC-Timestamp`` (``MissingParameter`` /
-   ``InvalidParameter``), ``Authorization`` present (``AuthFailure.InvalidAuthorization``);
-2. signature (see ``auth.py``); ``X-TC-Token``, when present, is accepted whatever its value
-   (the emulator has no STS to check it against);
-3. the body is a JSON object (``InvalidParameter``);
-4. the rate limit per (secret id, region, action) (``RequestLimitExceeded``);
-5. **fault injection**: only here, so faults never mask a real protocol or auth error;
-6. the action: parameter checks (``MissingParameter``, ``UnknownParameter``,
-   ``InvalidParameter``, ``InvalidParameterValue.*``) and the state machine (``state.py``).
-
+A request to ``/`` goes through, in order (the first failure answers): the protocol (``GET`` or
+``POST``; for TC3 the ``X-TC-*`` headers, for the older signature the same as parameters), the
+signature (``auth.py``; ``X-TC-Token`` is accepted whatever its value), the parameters' shape,
+the rate limit per (secret id, region, action), injected error codes, injected faults (only
+here, so neither masks a real protocol or auth error), then the action and its state machine.
+Messages are in Chinese for ``X-TC-Language: zh-CN`` (``Language`` with the older signature).
 ``GET /_emulator/stats`` answers the counters of ``stats.py`` (no auth: it is a test hook).
 """
 
@@ -31,26 +21,30 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from tcvpc.emulator.auth import SignatureVerifier
+from tcvpc.emulator.codes import ACTIONS, injected_message, localized
 from tcvpc.emulator.config import EmulatorConfig, FaultConfig
-from tcvpc.emulator.errors import ApiError
-from tcvpc.emulator.faults import FaultInjector, FaultKind
+from tcvpc.emulator.errors import EmuApiError
+from tcvpc.emulator.faults import CodeInjector, FaultInjector, FaultKind
 from tcvpc.emulator.limits import SlidingWindowLimiter
-from tcvpc.emulator.state import Tunnel, TunnelState, VpcState
+from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 from tcvpc.emulator.stats import Stats
+from tcvpc.emulator.wire import coerce_ints, pairs_to_dict, unflatten
 
-__all__ = ["ACTIONS", "API_VERSION", "STATS_PATH", "ApiError", "EmulatorApp"]
+__all__ = ["ACTIONS", "API_VERSION", "STATS_PATH", "EmuApiError", "EmulatorApp"]
 
 API_VERSION = "2017-03-12"
-ACTIONS = ("DeleteVpnConnection", "DescribeVpnConnections")
 STATS_PATH = "/_emulator/stats"
 
 _JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded"
 _BEIJING_OFFSET = 8 * 3600
 _MAX_IDS = 100
 _MAX_FILTERS = 10
@@ -63,50 +57,80 @@ _HTML_502 = (
     b"</body>\r\n</html>\r\n"
 )
 
-# Fields every rendered tunnel shares: realistic IKE/IPsec defaults, all names from the SDK model.
+# Fields every rendered tunnel shares; every name is an attribute of the SDK's VpnConnection model,
+# values as documented (VpnProto "IPSEC", EncryptProto "IKE", IKE/IPsec defaults).
 _TUNNEL_DEFAULTS: dict[str, Any] = {
     "PreShareKey": "tcvpc-emulator",
-    "VpnProto": "IKE",
-    "EncryptProto": "IKE/IPSec",
-    "RouteType": "StaticRoute",
+    "VpnProto": "IPSEC",
+    "EncryptProto": "IKE",
     "SecurityPolicyDatabaseSet": [],
-    "EnableHealthCheck": False,
-    "HealthCheckLocalIp": "",
-    "HealthCheckRemoteIp": "",
     "DpdEnable": 0,
     "DpdTimeout": "30",
     "DpdAction": "clear",
     "NegotiationType": "active",
+    "IKEOptionsSpecification": {
+        "PropoEncryAlgorithm": "AES-CBC-128",
+        "PropoAuthenAlgorithm": "SHA",
+        "ExchangeMode": "MAIN",
+        "LocalIdentity": "ADDRESS",
+        "RemoteIdentity": "ADDRESS",
+        "LocalAddress": "203.0.113.10",
+        "RemoteAddress": "198.51.100.20",
+        "LocalFqdnName": "",
+        "RemoteFqdnName": "",
+        "DhGroupName": "GROUP2",
+        "IKESaLifetimeSeconds": 86400,
+        "IKEVersion": "IKEV1",
+    },
+    "IPSECOptionsSpecification": {
+        "EncryptAlgorithm": "AES-CBC-128",
+        "IntegrityAlgorith": "SHA1",
+        "IntegrityAlgorithm": "SHA1",
+        "IPSECSaLifetimeSeconds": 3600,
+        "PfsDhGroup": "NULL",
+        "IPSECSaLifetimeTraffic": 1843200,
+    },
+    "HealthCheckConfig": {
+        "ProbeType": "NQA",
+        "ProbeInterval": 5000,
+        "ProbeThreshold": 3,
+        "ProbeTimeout": 5000,
+    },
 }
-_IKE = {
-    "PropoEncryAlgorithm": "AES-CBC-128",
-    "PropoAuthenAlgorithm": "SHA",
-    "ExchangeMode": "MAIN",
-    "LocalIdentity": "ADDRESS",
-    "RemoteIdentity": "ADDRESS",
-    "LocalAddress": "203.0.113.10",
-    "RemoteAddress": "198.51.100.20",
-    "DhGroupName": "GROUP2",
-    "IKESaLifetimeSeconds": 86400,
-    "IKEVersion": "IKEV1",
+# Most tunnels route statically without health checks; about one in four is a BGP tunnel with
+# health checks on (chosen from its ID, so a tunnel always looks the same). HealthCheckStatus is
+# documented as absent when health checks are off.
+_STATIC_ROUTE: dict[str, Any] = {
+    "RouteType": "StaticRoute",
+    "EnableHealthCheck": False,
+    "HealthCheckLocalIp": "",
+    "HealthCheckRemoteIp": "",
+    "BgpConfig": {
+        "TunnelCidr": "",
+        "LocalBgpIp": "",
+        "RemoteBgpIp": "",
+        "LocalBgpAsn": "",
+        "RemoteBgpAsn": "",
+    },
 }
-_IPSEC = {
-    "EncryptAlgorithm": "AES-CBC-128",
-    "IntegrityAlgorith": "SHA1",
-    "IntegrityAlgorithm": "SHA1",
-    "IPSECSaLifetimeSeconds": 3600,
-    "PfsDhGroup": "NULL",
-    "IPSECSaLifetimeTraffic": 1843200,
+_BGP_ROUTE: dict[str, Any] = {
+    "RouteType": "Bgp",
+    "EnableHealthCheck": True,
+    "HealthCheckLocalIp": "169.254.128.5",
+    "HealthCheckRemoteIp": "169.254.128.6",
+    "BgpConfig": {
+        "TunnelCidr": "169.254.128.0/30",
+        "LocalBgpIp": "169.254.128.1",
+        "RemoteBgpIp": "169.254.128.2",
+        "LocalBgpAsn": "139341",
+        "RemoteBgpAsn": "65000",
+    },
 }
 
 
-def render_tunnel(tunnel: Tunnel) -> dict[str, Any]:
-    """A tunnel as ``DescribeVpnConnections`` shows it (documented field names)."""
-    out = _tunnel_fields(tunnel)
-    out.update(_TUNNEL_DEFAULTS)
-    out["IKEOptionsSpecification"] = dict(_IKE)
-    out["IPSECOptionsSpecification"] = dict(_IPSEC)
-    return out
+def is_bgp_tunnel(tunnel_id: str) -> bool:
+    """Whether ``tunnel_id`` is shown as a BGP tunnel with health checks (a fixed 1-in-4 pick)."""
+    return ord(tunnel_id[-1]) % 4 == 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -115,29 +139,34 @@ def _created_time(created_at: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_at + _BEIJING_OFFSET))
 
 
-def _tunnel_fields(tunnel: Tunnel) -> dict[str, Any]:
-    return {
+def _tunnel_fields(tunnel: Tunnel, bgp: bool) -> dict[str, Any]:
+    available = tunnel.state is EmuTunnelState.AVAILABLE
+    fields = {
         "VpnConnectionId": tunnel.tunnel_id,
         "VpnConnectionName": tunnel.name,
         "VpcId": tunnel.vpc_id,
         "VpnGatewayId": tunnel.gateway_id,
         "CustomerGatewayId": tunnel.customer_gateway_id,
         "State": tunnel.state.value,
-        "NetStatus": "AVAILABLE" if tunnel.state is TunnelState.AVAILABLE else "UNAVAILABLE",
+        "NetStatus": "AVAILABLE" if available else "UNAVAILABLE",
         "CreatedTime": _created_time(tunnel.created_at),
         "TagSet": [{"Key": k, "Value": v} for k, v in tunnel.tags],
     }
+    if bgp:
+        fields["HealthCheckStatus"] = "AVAILABLE" if available else "UNAVAILABLE"
+    return fields
 
 
-# The fields every tunnel shares, encoded once: the hot path only encodes what varies.
-_STATIC_JSON = json.dumps(
-    {**_TUNNEL_DEFAULTS, "IKEOptionsSpecification": _IKE, "IPSECOptionsSpecification": _IPSEC}
-)[1:-1]
+# The fields every tunnel of a kind shares, encoded once: the hot path only encodes what varies.
+_STATIC_JSON = json.dumps({**_TUNNEL_DEFAULTS, **_STATIC_ROUTE})[1:-1]
+_BGP_JSON = json.dumps({**_TUNNEL_DEFAULTS, **_BGP_ROUTE})[1:-1]
 
 
 def tunnel_json(tunnel: Tunnel) -> str:
-    """``json.dumps(render_tunnel(tunnel))``, about five times cheaper."""
-    return json.dumps(_tunnel_fields(tunnel))[:-1] + ", " + _STATIC_JSON + "}"
+    """One tunnel as ``DescribeVpnConnections`` shows it, as a JSON object."""
+    bgp = is_bgp_tunnel(tunnel.tunnel_id)
+    shared = _BGP_JSON if bgp else _STATIC_JSON
+    return json.dumps(_tunnel_fields(tunnel, bgp))[:-1] + ", " + shared + "}"
 
 
 class _Raw(str):
@@ -148,17 +177,21 @@ class _Raw(str):
 
 def _require_str(params: dict[str, Any], name: str) -> str:
     if name not in params:
-        raise ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
+        raise EmuApiError(
+            "MissingParameter", f"The request is missing a required parameter `{name}`."
+        )
     value = params[name]
     if not isinstance(value, str):
-        raise ApiError("InvalidParameter", f"The parameter `{name}` must be a string.")
+        raise EmuApiError("InvalidParameter", f"The parameter `{name}` must be a string.")
     return value
 
 
 def _check_known(params: dict[str, Any], known: frozenset[str], where: str = "") -> None:
     for name in params:
         if name not in known:
-            raise ApiError("UnknownParameter", f"The parameter `{where}{name}` is not recognized.")
+            raise EmuApiError(
+                "UnknownParameter", f"The parameter `{where}{name}` is not recognized."
+            )
 
 
 def _optional_int(params: dict[str, Any], name: str, default: int) -> int:
@@ -166,21 +199,55 @@ def _optional_int(params: dict[str, Any], name: str, default: int) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("InvalidParameter", f"The parameter `{name}` must be an integer.")
+        raise EmuApiError("InvalidParameter", f"The parameter `{name}` must be an integer.")
     if value < 0:
-        raise ApiError("InvalidParameterValue.Range", f"The value of `{name}` must be >= 0.")
+        raise EmuApiError("InvalidParameterValue.Range", f"The value of `{name}` must be >= 0.")
     return value
 
 
 def _string_list(value: Any, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError("InvalidParameter", f"The parameter `{name}` must be an array of strings.")
+        raise EmuApiError(
+            "InvalidParameter", f"The parameter `{name}` must be an array of strings."
+        )
     return value
 
 
 _DELETE_PARAMS = frozenset({"VpnGatewayId", "VpnConnectionId"})
 _DESCRIBE_PARAMS = frozenset({"VpnConnectionIds", "Filters", "Offset", "Limit"})
 _FILTER_KEYS = frozenset({"Name", "Values"})
+
+
+# The common parameters of the older signature (the rest are the action's own).
+_LEGACY_COMMON = frozenset(
+    {
+        "Action",
+        "Version",
+        "Region",
+        "Timestamp",
+        "Nonce",
+        "SecretId",
+        "Signature",
+        "SignatureMethod",
+        "Token",
+        "Language",
+        "RequestClient",
+    }
+)
+# Parameters that arrive as strings in a query string or form body but are integers in JSON.
+_INT_PARAMS: dict[str, tuple[str, ...]] = {"DescribeVpnConnections": ("Offset", "Limit")}
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """What a request says before any check: its signature style, action and language."""
+
+    method: str
+    body: bytes
+    form: list[tuple[str, str]] | None  # decoded query (GET) or form body; None: neither
+    legacy: bool  # signed with the older Signature parameter, not an Authorization header
+    action: str | None
+    language: str | None
 
 
 class EmulatorApp:
@@ -191,6 +258,7 @@ class EmulatorApp:
         self.state = state
         self.verifier = SignatureVerifier({config.secret_id: config.secret_key})
         self.faults = FaultInjector(config.faults, config.seed)
+        self.injector = CodeInjector(config.inject, config.seed)
         self.limiter = (
             SlidingWindowLimiter(config.rate_limit) if config.rate_limit is not None else None
         )
@@ -216,10 +284,11 @@ class EmulatorApp:
         self.faults.config = faults
 
     def stats_snapshot(self) -> dict[str, object]:
+        """Counters; ``faults`` counts fault kinds and injected codes (by code) alike."""
         throttled = self.limiter.rejected if self.limiter is not None else 0
         return self.stats.snapshot(
             throttled=throttled,
-            faults=self.faults.counts,
+            faults=self.faults.counts + self.injector.counts,
             tunnels=self.state.counts(),
             deleted=self.state.deleted_total,
         )
@@ -254,8 +323,9 @@ class EmulatorApp:
             headers={"Content-Type": _JSON, "Date": self._date_header(now)},
         )
 
-    def _error(self, code: str, message: str, now: float) -> web.Response:
-        return self._answer({"Error": {"Code": code, "Message": message}}, now)
+    @staticmethod
+    def _error_payload(exc: EmuApiError, language: str | None) -> dict[str, Any]:
+        return {"Error": {"Code": exc.code, "Message": localized(exc.code, exc.message, language)}}
 
     # -- request path ------------------------------------------------------------------------
 
@@ -267,92 +337,172 @@ class EmulatorApp:
             )
         mono = time.monotonic()
         now = time.time() + self.clock_skew_seconds
-        headers = request.headers
-        action = headers.get("X-TC-Action")
-        key = self.stats.key(action)
+        incoming = await self._incoming(request)
+        key = self.stats.key(incoming.action)
         self.stats.started(key, mono)
         try:
-            secret_id, region, params = await self._checked(request, action, now)
-            assert action is not None  # _checked guarantees a known action
+            action, secret_id, region, params = self._checked(request, incoming, now)
             if self.limiter is not None and not self.limiter.admit(
                 (secret_id, region, action), mono
             ):
-                raise ApiError(
+                raise EmuApiError(
                     "RequestLimitExceeded",
                     f"Your current request times exceeds the limit ({self.limiter.rate:g}/s) "
                     f"of {action}.",
                 )
+            injected = self.injector.draw(action)
+            if injected is not None:
+                raise EmuApiError(injected, injected_message(injected))
             fault = self.faults.draw(mono)
             if fault is not None:
-                return await self._faulty(request, fault, key, params, action, now)
+                return await self._faulty(
+                    request, fault, key, params, action, now, incoming.language
+                )
             result = self._run(action, params)
-        except ApiError as exc:
+        except EmuApiError as exc:
             self.stats.answered(key, exc.code)
-            return self._error(exc.code, exc.message, now)
+            return self._answer(self._error_payload(exc, incoming.language), now)
         self.stats.answered(key, "OK")
         return self._answer(result, now)
 
-    async def _checked(
-        self, request: web.Request, action: str | None, now: float
-    ) -> tuple[str, str, dict[str, Any]]:
-        """Protocol and signature checks; return (secret id, region, params)."""
-        if request.method != "POST" or request.path != "/":
-            raise ApiError(
-                "UnsupportedProtocol",
-                "The emulator serves the API at POST / only (JSON body, TC3-HMAC-SHA256).",
-            )
+    @staticmethod
+    async def _incoming(request: web.Request) -> _Incoming:
+        """Read the request and find its signature style, action and language (no checks)."""
         headers = request.headers
-        content_type = headers.get("Content-Type", "")
-        if content_type.split(";", 1)[0].strip().lower() != _JSON:
-            raise ApiError(
-                "InvalidParameter", f"Content-Type `{content_type}` is not supported: send JSON."
-            )
-        if not action:
-            raise ApiError("MissingParameter", "The request is missing `X-TC-Action`.")
-        if action not in self._handlers:
-            raise ApiError("InvalidAction", f"The action `{action}` is not supported.")
-        version = headers.get("X-TC-Version")
-        if not version:
-            raise ApiError("MissingParameter", "The request is missing `X-TC-Version`.")
-        if version != API_VERSION:
-            raise ApiError("NoSuchVersion", f"The API version `{version}` does not exist.")
-        region = headers.get("X-TC-Region")
-        if not region:
-            raise ApiError("MissingParameter", "The request is missing `X-TC-Region`.")
-        if region not in self._regions:
-            raise ApiError("UnsupportedRegion", f"The region `{region}` is not supported.")
-        timestamp_text = headers.get("X-TC-Timestamp")
-        if not timestamp_text:
-            raise ApiError("MissingParameter", "The request is missing `X-TC-Timestamp`.")
+        body = await request.read()
+        form: list[tuple[str, str]] | None = None
+        content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         try:
-            timestamp = int(timestamp_text)
-        except ValueError:
-            raise ApiError(
-                "InvalidParameter", "`X-TC-Timestamp` must be an integer (Unix seconds)."
-            ) from None
+            if request.method == "GET":
+                form = parse_qsl(request.query_string, keep_blank_values=True)
+            elif request.method == "POST" and content_type == _FORM:
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            form = None  # answered as a malformed request by _checked
+        legacy = (
+            "Authorization" not in headers
+            and form is not None
+            and any(name == "Signature" for name, _ in form)
+        )
+        if legacy:
+            assert form is not None
+            first = {name: value for name, value in reversed(form)}
+            action = first.get("Action")
+            language = first.get("Language") or headers.get("X-TC-Language")
+        else:
+            action = headers.get("X-TC-Action")
+            language = headers.get("X-TC-Language")
+        return _Incoming(request.method, body, form, legacy, action, language)
+
+    def _checked(
+        self, request: web.Request, incoming: _Incoming, now: float
+    ) -> tuple[str, str, str, dict[str, Any]]:
+        """Protocol, signature and parameter checks; return (action, secret id, region, params)."""
+        if incoming.method not in ("GET", "POST") or request.path != "/":
+            raise EmuApiError(
+                "UnsupportedProtocol",
+                "The emulator serves the API at / only, with GET or POST.",
+            )
+        if incoming.legacy:
+            return self._checked_legacy(request, incoming, now)
+        headers = request.headers
+        if incoming.method == "POST":
+            content_type = headers.get("Content-Type", "")
+            if content_type.split(";", 1)[0].strip().lower() != _JSON:
+                raise EmuApiError(
+                    "InvalidParameter",
+                    f"Content-Type `{content_type}` is not supported: send JSON with TC3.",
+                )
+        elif incoming.form is None:
+            raise EmuApiError("InvalidParameter", "The query string is not valid UTF-8.")
+        action, region, timestamp = self._common(
+            incoming.action,
+            headers.get("X-TC-Version"),
+            headers.get("X-TC-Region"),
+            headers.get("X-TC-Timestamp"),
+            "X-TC-",
+        )
         authorization = headers.get("Authorization")
         if not authorization:
-            raise ApiError(
+            raise EmuApiError(
                 "AuthFailure.InvalidAuthorization", "The request has no `Authorization` header."
             )
-        body = await request.read()
         secret_id = self.verifier.verify(
             authorization=authorization,
             timestamp=timestamp,
-            method="POST",
+            method=incoming.method,
             path="/",
-            query=request.query_string,
+            query=request.query_string if incoming.method == "GET" else "",
             headers=headers,
-            body=body,
+            body=incoming.body,
             now=now,
         )
+        if incoming.form is not None and incoming.method == "GET":
+            params = coerce_ints(
+                unflatten(pairs_to_dict(incoming.form)), _INT_PARAMS.get(action, ())
+            )
+            return action, secret_id, region, params
         try:
-            params = json.loads(body) if body else {}
+            params = json.loads(incoming.body) if incoming.body else {}
         except ValueError:
-            raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+            raise EmuApiError("InvalidParameter", "The request body is not valid JSON.") from None
         if not isinstance(params, dict):
-            raise ApiError("InvalidParameter", "The request body must be a JSON object.")
-        return secret_id, region, params
+            raise EmuApiError("InvalidParameter", "The request body must be a JSON object.")
+        return action, secret_id, region, params
+
+    def _checked_legacy(
+        self, request: web.Request, incoming: _Incoming, now: float
+    ) -> tuple[str, str, str, dict[str, Any]]:
+        """The older ``Signature`` parameter (``HmacSHA1``/``HmacSHA256``), query or form."""
+        assert incoming.form is not None
+        flat = pairs_to_dict(incoming.form)
+        action, region, _ = self._common(
+            flat.get("Action"), flat.get("Version"), flat.get("Region"), flat.get("Timestamp"), ""
+        )
+        for name in ("SecretId", "Nonce"):
+            if not flat.get(name):
+                raise EmuApiError("MissingParameter", f"The request is missing `{name}`.")
+        secret_id = self.verifier.verify_legacy(
+            params=flat,
+            method=incoming.method,
+            host=request.headers.get("Host", ""),
+            path="/",
+            now=now,
+        )
+        own = {name: value for name, value in flat.items() if name not in _LEGACY_COMMON}
+        params = coerce_ints(unflatten(own), _INT_PARAMS.get(action, ()))
+        return action, secret_id, region, params
+
+    def _common(
+        self,
+        action: str | None,
+        version: str | None,
+        region: str | None,
+        timestamp_text: str | None,
+        prefix: str,
+    ) -> tuple[str, str, int]:
+        """Check action, version, region and timestamp; ``prefix`` names where they came from."""
+        if not action:
+            raise EmuApiError("MissingParameter", f"The request is missing `{prefix}Action`.")
+        if action not in self._handlers:
+            raise EmuApiError("InvalidAction", f"The action `{action}` is not supported.")
+        if not version:
+            raise EmuApiError("MissingParameter", f"The request is missing `{prefix}Version`.")
+        if version != API_VERSION:
+            raise EmuApiError("NoSuchVersion", f"The API version `{version}` does not exist.")
+        if not region:
+            raise EmuApiError("MissingParameter", f"The request is missing `{prefix}Region`.")
+        if region not in self._regions:
+            raise EmuApiError("UnsupportedRegion", f"The region `{region}` is not supported.")
+        if not timestamp_text:
+            raise EmuApiError("MissingParameter", f"The request is missing `{prefix}Timestamp`.")
+        try:
+            timestamp = int(timestamp_text)
+        except ValueError:
+            raise EmuApiError(
+                "InvalidParameter", f"`{prefix}Timestamp` must be an integer (Unix seconds)."
+            ) from None
+        return action, region, timestamp
 
     def _run(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._handlers[action](params)
@@ -365,14 +515,17 @@ class EmulatorApp:
         params: dict[str, Any],
         action: str,
         now: float,
+        language: str | None,
     ) -> web.StreamResponse:
         """Answer (or not) as the fault says; see :class:`FaultConfig` for what each kind does."""
         if fault is FaultKind.INTERNAL_ERROR:
-            raise ApiError("InternalError", "An internal error has occurred. Retry later.")
+            raise EmuApiError("InternalError", "An internal error has occurred. Retry later.")
         if fault is FaultKind.SERVICE_UNAVAILABLE:
-            raise ApiError("ServiceUnavailable", "Service is unavailable now. Retry later.")
+            raise EmuApiError("ServiceUnavailable", "Service is unavailable now. Retry later.")
         if fault is FaultKind.THROTTLE_BURST:
-            raise ApiError("RequestLimitExceeded", "Your current request times exceeds the limit.")
+            raise EmuApiError(
+                "RequestLimitExceeded", "Your current request times exceeds the limit."
+            )
         if fault is FaultKind.HTTP_502_HTML:
             self.stats.answered(key, "HTTP502")
             return web.Response(
@@ -387,8 +540,8 @@ class EmulatorApp:
         try:
             payload = self._run(action, params)
             code = "OK"
-        except ApiError as exc:
-            payload = {"Error": {"Code": exc.code, "Message": exc.message}}
+        except EmuApiError as exc:
+            payload = self._error_payload(exc, language)
             code = exc.code
         self.stats.answered(key, code)
         if fault is FaultKind.DROP_AFTER_ACTION:
@@ -421,19 +574,19 @@ class EmulatorApp:
         if filters_value is not None:
             filters = self._parse_filters(filters_value)
         if ids and filters:
-            raise ApiError(
+            raise EmuApiError(
                 "InvalidParameter.Coexist",
                 "The parameters `VpnConnectionIds` and `Filters` cannot be specified together.",
             )
         if ids is not None and len(ids) > _MAX_IDS:
-            raise ApiError(
+            raise EmuApiError(
                 "InvalidParameterValue.LimitExceeded",
                 f"`VpnConnectionIds` may name at most {_MAX_IDS} tunnels.",
             )
         offset = _optional_int(params, "Offset", 0)
         limit = _optional_int(params, "Limit", 20)
         if limit > _MAX_LIMIT:
-            raise ApiError(
+            raise EmuApiError(
                 "InvalidParameterValue.LimitExceeded",
                 f"The value of `Limit` exceeds the maximum {_MAX_LIMIT}.",
             )
@@ -450,9 +603,9 @@ class EmulatorApp:
     @staticmethod
     def _parse_filters(value: Any) -> dict[str, list[str]]:
         if not isinstance(value, list):
-            raise ApiError("InvalidParameter", "The parameter `Filters` must be an array.")
+            raise EmuApiError("InvalidParameter", "The parameter `Filters` must be an array.")
         if len(value) > _MAX_FILTERS:
-            raise ApiError(
+            raise EmuApiError(
                 "InvalidParameterValue.LimitExceeded",
                 f"`Filters` may hold at most {_MAX_FILTERS} filters.",
             )
@@ -460,18 +613,18 @@ class EmulatorApp:
         for i, item in enumerate(value):
             where = f"Filters.{i}."
             if not isinstance(item, dict):
-                raise ApiError("InvalidParameter", f"`{where[:-1]}` must be an object.")
+                raise EmuApiError("InvalidParameter", f"`{where[:-1]}` must be an object.")
             _check_known(item, _FILTER_KEYS, where)
             if "Name" not in item:
-                raise ApiError("MissingParameter", f"The request is missing `{where}Name`.")
+                raise EmuApiError("MissingParameter", f"The request is missing `{where}Name`.")
             if "Values" not in item:
-                raise ApiError("MissingParameter", f"The request is missing `{where}Values`.")
+                raise EmuApiError("MissingParameter", f"The request is missing `{where}Values`.")
             name = item["Name"]
             if not isinstance(name, str):
-                raise ApiError("InvalidParameter", f"`{where}Name` must be a string.")
+                raise EmuApiError("InvalidParameter", f"`{where}Name` must be a string.")
             values = _string_list(item["Values"], f"{where}Values")
             if len(values) > _MAX_FILTER_VALUES:
-                raise ApiError(
+                raise EmuApiError(
                     "InvalidParameterValue.LimitExceeded",
                     f"`{where}Values` may hold at most {_MAX_FILTER_VALUES} values.",
                 )

@@ -1,28 +1,22 @@
-"""Server-side TC3-HMAC-SHA256 verification, written independently of ``tcvpc.signing``.
+"""Server-side signature checks, written independently of ``tcvpc.signing`` (never import it).
 
-Why a second implementation: if the emulator reused the client's signer, a bug shared by both
-(say, not lower-casing a header value) would sign and verify "correctly" here and fail against
-the real service. This module follows the published algorithm (see ``docs/api.md``) and is
-tested against Tencent's documented example vector and against the official SDK.
+A second implementation catches what a shared one would hide: a bug in the client's signer would
+sign and verify "correctly" here and fail against the cloud. It follows Tencent's published
+algorithms (TC3-HMAC-SHA256 over POST or GET, and the older ``HmacSHA1``/``HmacSHA256``
+parameter signature) and is tested against the documented example vector, the official SDKs
+and tccli.
 
-What the server checks, in this order (first failure wins):
-
-1. the ``Authorization`` header parses: algorithm ``TC3-HMAC-SHA256``, a credential scope
-   ``<id>/<YYYY-MM-DD>/<service>/tc3_request``, ``SignedHeaders`` naming at least
-   ``content-type`` and ``host``, each of them present in the request, and a hex signature
-   -> ``AuthFailure.InvalidAuthorization``;
-2. the secret id is known -> ``AuthFailure.SecretIdNotFound``;
-3. the timestamp is within 300 s of the server's clock -> ``AuthFailure.SignatureExpire``;
-4. the scope's date is the UTC date of the timestamp, and the signature matches the canonical
-   request built from the declared signed headers (lower-cased, trimmed values, exactly as sent),
-   the raw body bytes and the path -> ``AuthFailure.SignatureFailure``.
-
-Derived signing keys are cached per (secret key, date, service): key derivation is three HMACs,
-and the hot path should pay for one.
+TC3 checks, first failure wins: the ``Authorization`` header parses, signs ``content-type`` and
+``host`` and names headers that are present (``AuthFailure.InvalidAuthorization``); the secret id
+is known (``AuthFailure.SecretIdNotFound``); the timestamp is within 300 s of the server clock
+(``AuthFailure.SignatureExpire``); the scope's date and the signature match
+(``AuthFailure.SignatureFailure``). The ``host`` is accepted as sent and without its port, as the
+official Node.js SDK signs it. Derived keys are cached per (secret key, date).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -30,16 +24,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tcvpc.emulator.errors import AuthError
+from tcvpc.emulator.errors import EmuAuthError
 
 __all__ = [
     "ALGORITHM",
+    "LEGACY_METHODS",
     "MAX_SKEW_SECONDS",
-    "AuthError",
+    "EmuAuthError",
     "ParsedAuthorization",
     "SignatureVerifier",
     "canonical_request",
     "derive_signing_key",
+    "host_forms",
+    "legacy_string_to_sign",
     "parse_authorization",
     "payload_hash",
     "sign_string",
@@ -49,6 +46,8 @@ __all__ = [
 ALGORITHM = "TC3-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+#: ``SignatureMethod`` values of the older signature; absent means ``HmacSHA1``.
+LEGACY_METHODS = {"HmacSHA1": "sha1", "HmacSHA256": "sha256"}
 
 _AUTH_RE = re.compile(
     r"^TC3-HMAC-SHA256\s+"
@@ -77,18 +76,18 @@ def parse_authorization(value: str) -> ParsedAuthorization:
     """Parse an ``Authorization`` header or raise ``AuthFailure.InvalidAuthorization``."""
     match = _AUTH_RE.match(value.strip())
     if match is None:
-        raise AuthError(
+        raise EmuAuthError(
             "AuthFailure.InvalidAuthorization",
             "Authorization header is not a valid TC3-HMAC-SHA256 authorization.",
         )
     signed = tuple(match["headers"].split(";"))
     if "content-type" not in signed or "host" not in signed:
-        raise AuthError(
+        raise EmuAuthError(
             "AuthFailure.InvalidAuthorization",
             "SignedHeaders must include content-type and host.",
         )
     if list(signed) != sorted(signed) or len(set(signed)) != len(signed) or "" in signed:
-        raise AuthError(
+        raise EmuAuthError(
             "AuthFailure.InvalidAuthorization",
             "SignedHeaders must be sorted, unique, lower-case header names.",
         )
@@ -114,14 +113,17 @@ def canonical_request(
     headers: Mapping[str, str],
     signed_headers: tuple[str, ...],
     hashed_payload: str,
+    host: str | None = None,
 ) -> str:
     """The canonical request: header values lower-cased and trimmed, names in signed order.
 
-    ``headers`` must map lower-case names to values (a case-insensitive mapping works).
+    ``headers`` must map lower-case names to values (a case-insensitive mapping works);
+    ``host``, when given, replaces the ``Host`` header's value.
     """
-    canonical_headers = "".join(
-        f"{name}:{headers[name].strip().lower()}\n" for name in signed_headers
-    )
+    values = {name: headers[name] for name in signed_headers}
+    if host is not None and "host" in values:
+        values["host"] = host
+    canonical_headers = "".join(f"{n}:{values[n].strip().lower()}\n" for n in signed_headers)
     return "\n".join(
         (method, path, query, canonical_headers, ";".join(signed_headers), hashed_payload)
     )
@@ -141,6 +143,21 @@ def derive_signing_key(secret_key: str, date: str, service: str) -> bytes:
 
 def sign_string(signing_key: bytes, to_sign: str) -> str:
     return hmac.new(signing_key, to_sign.encode("utf-8"), "sha256").hexdigest()
+
+
+def host_forms(host: str) -> tuple[str, ...]:
+    """``host`` as sent, then without its port if it has one (``[::1]:80`` -> ``[::1]``)."""
+    if host.startswith("["):
+        bare = host[: host.find("]") + 1] if "]" in host else host
+    else:
+        bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return (host,) if bare in ("", host) else (host, bare)
+
+
+def legacy_string_to_sign(method: str, host: str, path: str, params: Mapping[str, str]) -> str:
+    """``METHOD host path ? k=v&...``: every parameter but ``Signature``, sorted, not encoded."""
+    pairs = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "Signature")
+    return f"{method}{host}{path}?{pairs}"
 
 
 def _utc_date(timestamp: int) -> str:
@@ -188,35 +205,35 @@ class SignatureVerifier:
         body: bytes,
         now: float | None = None,
     ) -> str:
-        """Check one request; return its secret id or raise :class:`AuthError`.
+        """Check one request; return its secret id or raise :class:`EmuAuthError`.
 
         ``headers`` must be case-insensitive (aiohttp's ``request.headers`` is). ``now`` is the
         server's wall clock (skew included); the verifier's clock when omitted.
         """
         parsed = parse_authorization(authorization)
         if parsed.service != self._service:
-            raise AuthError(
+            raise EmuAuthError(
                 "AuthFailure.InvalidAuthorization",
                 f"credential scope names service {parsed.service!r}, expected {self._service!r}.",
             )
         for name in parsed.signed_headers:
             if name not in headers:
-                raise AuthError(
+                raise EmuAuthError(
                     "AuthFailure.InvalidAuthorization",
                     f"signed header {name!r} is missing from the request.",
                 )
         secret_key = self._credentials.get(parsed.secret_id)
         if secret_key is None:
-            raise AuthError("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
+            raise EmuAuthError("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
         server_now = self._clock() if now is None else now
         if abs(server_now - timestamp) > self._max_skew:
-            raise AuthError(
+            raise EmuAuthError(
                 "AuthFailure.SignatureExpire",
                 f"Signature expired: the request timestamp {timestamp} is more than "
                 f"{self._max_skew:g} s from the server time {int(server_now)}.",
             )
         if parsed.date != _utc_date(timestamp):
-            raise AuthError(
+            raise EmuAuthError(
                 "AuthFailure.SignatureFailure",
                 "The credential scope's date is not the UTC date of X-TC-Timestamp.",
             )
@@ -224,21 +241,76 @@ class SignatureVerifier:
             hashed = payload_hash(UNSIGNED_PAYLOAD.encode())
         else:
             hashed = payload_hash(body)
-        canonical = canonical_request(
-            method=method,
-            path=path,
-            query=query,
-            headers=headers,
-            signed_headers=parsed.signed_headers,
-            hashed_payload=hashed,
-        )
-        expected = sign_string(
-            self._signing_key(secret_key, parsed.date),
-            string_to_sign(timestamp, parsed.date, self._service, canonical),
-        )
-        if not hmac.compare_digest(expected, parsed.signature):
-            raise AuthError(
-                "AuthFailure.SignatureFailure",
-                "The provided credentials could not be validated. Please check your signature.",
+        key = self._signing_key(secret_key, parsed.date)
+        for host in host_forms(headers.get("host", "")):
+            canonical = canonical_request(
+                method=method,
+                path=path,
+                query=query,
+                headers=headers,
+                signed_headers=parsed.signed_headers,
+                hashed_payload=hashed,
+                host=host,
             )
-        return parsed.secret_id
+            expected = sign_string(
+                key, string_to_sign(timestamp, parsed.date, self._service, canonical)
+            )
+            if hmac.compare_digest(expected, parsed.signature):
+                return parsed.secret_id
+        raise EmuAuthError(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature.",
+        )
+
+    def verify_legacy(
+        self,
+        *,
+        params: Mapping[str, str],
+        method: str,
+        host: str,
+        path: str,
+        now: float | None = None,
+    ) -> str:
+        """Check an ``HmacSHA1``/``HmacSHA256`` parameter signature; return the secret id.
+
+        ``params`` are every request parameter, decoded, ``Signature`` included. The string to
+        sign uses the host as sent or without its port; the official Python SDK also writes
+        ``_`` in names as ``.`` there, so both spellings are accepted.
+        """
+        method_name = params.get("SignatureMethod", "HmacSHA1")
+        digest = LEGACY_METHODS.get(method_name)
+        if digest is None:
+            raise EmuAuthError(
+                "AuthFailure.SignatureFailure",
+                f"SignatureMethod must be one of {', '.join(LEGACY_METHODS)}.",
+            )
+        secret_key = self._credentials.get(params.get("SecretId", ""))
+        if secret_key is None:
+            raise EmuAuthError("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
+        try:
+            timestamp = int(params.get("Timestamp", ""))
+        except ValueError:
+            raise EmuAuthError(
+                "AuthFailure.SignatureFailure", "`Timestamp` must be an integer (Unix seconds)."
+            ) from None
+        server_now = self._clock() if now is None else now
+        if abs(server_now - timestamp) > self._max_skew:
+            raise EmuAuthError(
+                "AuthFailure.SignatureExpire",
+                f"Signature expired: the request timestamp {timestamp} is more than "
+                f"{self._max_skew:g} s from the server time {int(server_now)}.",
+            )
+        given = params.get("Signature", "").encode("utf-8")
+        spellings = [dict(params)]
+        if any("_" in name for name in params):
+            spellings.append({k.replace("_", "."): v for k, v in params.items()})
+        for form in host_forms(host):
+            for spelled in spellings:
+                to_sign = legacy_string_to_sign(method, form, path, spelled)
+                mac = hmac.new(secret_key.encode("utf-8"), to_sign.encode("utf-8"), digest)
+                if hmac.compare_digest(base64.b64encode(mac.digest()), given):
+                    return params["SecretId"]
+        raise EmuAuthError(
+            "AuthFailure.SignatureFailure",
+            "The provided credentials could not be validated. Please check your signature.",
+        )

@@ -8,9 +8,12 @@ request handler minutes later.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
+from tcvpc.emulator.codes import ACTIONS, INJECTABLE
 from tcvpc.regions import KNOWN_REGIONS
 
 __all__ = [
@@ -136,6 +139,27 @@ class FaultConfig:
         return tuple((kind, float(getattr(self, kind))) for kind in FAULT_KINDS)
 
 
+def _checked_inject(inject: object) -> Mapping[str, float]:
+    """``inject`` as a read-only ``{code: probability}``, or ``ValueError``/``TypeError``."""
+    if not isinstance(inject, Mapping):
+        raise TypeError(f"inject must be a mapping of error code to probability, got {inject!r}")
+    out: dict[str, float] = {}
+    for code, probability in inject.items():
+        if code not in INJECTABLE:
+            raise ValueError(
+                f"cannot inject {code!r}; injectable codes: {', '.join(sorted(INJECTABLE))}"
+            )
+        _check_probability(f"inject[{code!r}]", probability)
+        out[code] = float(probability)
+    for action in ACTIONS:
+        total = sum(p for code, p in out.items() if action in INJECTABLE[code][0])
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                f"injected probabilities for {action} sum to {total:g}; they must sum to at most 1"
+            )
+    return MappingProxyType(out)
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
     """Everything that shapes one emulator instance.
@@ -157,6 +181,12 @@ class EmulatorConfig:
     - ``strict_describe_ids``: ``DescribeVpnConnections`` with ``VpnConnectionIds`` that name an
       unknown tunnel answers ``ResourceNotFound`` (as the real VPC API does for explicit IDs);
       ``False`` silently omits unknown IDs instead.
+    - ``inject``: ``{error code: probability}``; each request of an action the code belongs to
+      (see :data:`~tcvpc.emulator.codes.INJECTABLE`) is answered with it at that probability,
+      drawn from a seeded RNG of its own, after the rate limit and before ``faults``; the action
+      is not done. Per action the probabilities must sum to at most 1.
+    - ``tls``: serve HTTPS with a certificate from a throwaway CA made for this run (needs the
+      ``trustme`` package); the CA's PEM file is ``Emulator.ca_path``.
     """
 
     host: str = "127.0.0.1"
@@ -175,6 +205,8 @@ class EmulatorConfig:
     stall_seconds: float = 20.0
     clock_skew_seconds: float = 0.0
     strict_describe_ids: bool = True
+    inject: Mapping[str, float] = field(default_factory=dict)
+    tls: bool = False
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -216,6 +248,9 @@ class EmulatorConfig:
             )
         if not isinstance(self.faults, FaultConfig):
             raise TypeError(f"faults must be a FaultConfig, got {self.faults!r}")
+        object.__setattr__(self, "inject", _checked_inject(self.inject))
+        if not isinstance(self.tls, bool):
+            raise TypeError(f"tls must be a bool, got {self.tls!r}")
 
     @property
     def effective_mutex_seconds(self) -> float:

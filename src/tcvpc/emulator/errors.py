@@ -6,10 +6,10 @@ that raise it (signature checks, the state machine, the handlers) only name the 
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "AuthError", "StateError"]
+__all__ = ["EmuApiError", "EmuAuthError", "EmuStateError"]
 
 
-class ApiError(Exception):
+class EmuApiError(Exception):
     """An API error answer; ``code`` is the API error code, ``message`` its text."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -18,9 +18,9 @@ class ApiError(Exception):
         self.message = message
 
 
-class AuthError(ApiError):
+class EmuAuthError(EmuApiError):
     """The request failed authentication (raised by ``auth.py``)."""
 
 
-class StateError(ApiError):
+class EmuStateError(EmuApiError):
     """The state machine refused an action (raised by ``state.py``)."""

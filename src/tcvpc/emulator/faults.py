@@ -1,12 +1,10 @@
-"""Seeded fault injection: which fault, if any, the next admitted request meets.
+"""Seeded fault and error-code injection: what, if anything, the next admitted request meets.
 
-One ``random.Random`` seeded from the emulator's seed, one draw per request (and none at all when
-every probability is zero), so a client that sends the same requests in the same order meets the
-same faults on every run. The RNG is separate from the one that makes tunnel IDs: seeding more
-tunnels does not change the fault sequence.
-
-Where faults apply is the app's business (see ``app.py``); what each kind does to the answer is
-documented on :class:`~tcvpc.emulator.config.FaultConfig`.
+Each injector has its own ``random.Random`` seeded from the emulator's seed and draws once per
+request it may affect (never when every probability is zero), so a client that sends the same
+requests in the same order meets the same faults on every run, whatever the tunnel count.
+Where they apply is the app's business (``app.py``); what each fault kind does is documented on
+:class:`~tcvpc.emulator.config.FaultConfig`.
 """
 
 from __future__ import annotations
@@ -14,11 +12,13 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from enum import StrEnum
 
+from tcvpc.emulator.codes import INJECTABLE
 from tcvpc.emulator.config import FaultConfig
 
-__all__ = ["FaultInjector", "FaultKind"]
+__all__ = ["CodeInjector", "FaultInjector", "FaultKind"]
 
 
 class FaultKind(StrEnum):
@@ -86,3 +86,33 @@ class FaultInjector:
             self._burst_until = now + self._config.burst_seconds
         self.counts[kind.value] += 1
         return kind
+
+
+class CodeInjector:
+    """Draws the documented error code (if any) that answers the next request of an action."""
+
+    def __init__(self, inject: Mapping[str, float], seed: int) -> None:
+        self._rng = random.Random(f"tcvpc-emulator-inject:{seed}")
+        self.counts: Counter[str] = Counter()
+        # Per action: cumulative bounds in sorted code order, so the same config draws the same.
+        self._tables: dict[str, tuple[tuple[float, str], ...]] = {}
+        for code in sorted(inject):
+            probability = inject[code]
+            if probability <= 0:
+                continue
+            for action in INJECTABLE[code][0]:
+                table = self._tables.get(action, ())
+                bound = (table[-1][0] if table else 0.0) + probability
+                self._tables[action] = (*table, (bound, code))
+
+    def draw(self, action: str) -> str | None:
+        """The code that answers this request of ``action``, or ``None`` (the usual case)."""
+        table = self._tables.get(action)
+        if table is None:
+            return None
+        u = self._rng.random()
+        for bound, code in table:
+            if u < bound:
+                self.counts[code] += 1
+                return code
+        return None

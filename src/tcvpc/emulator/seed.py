@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tcvpc.emulator.state import Tunnel, TunnelState, VpcState
+from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 
 __all__ = ["generate", "load_file", "populate", "random_id"]
 
@@ -47,7 +47,7 @@ def generate(gateways: int, tunnels_per_gateway: int, seed: int) -> Iterator[Tun
                 used.add(candidate)
                 return candidate
 
-    available = TunnelState.AVAILABLE
+    available = EmuTunnelState.AVAILABLE
     for g in range(gateways):
         gateway_id = fresh("vpngw-")
         vpc_id = fresh("vpc-")
@@ -86,9 +86,9 @@ def _spec_from_row(row: dict[str, object], where: str, vpcs: dict[str, str]) -> 
     vpc_id = text("VpcId")
     if not vpc_id:  # one stable made-up VPC per gateway
         vpc_id = vpcs.setdefault(gateway_id, "vpc-" + gateway_id.removeprefix("vpngw-"))
-    state_text = text("State").upper() or TunnelState.AVAILABLE.value
+    state_text = text("State").upper() or EmuTunnelState.AVAILABLE.value
     try:
-        state = TunnelState(state_text)
+        state = EmuTunnelState(state_text)
     except ValueError:
         raise ValueError(f"{where}: unknown State {state_text!r}") from None
     return Tunnel(

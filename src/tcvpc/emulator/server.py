@@ -19,7 +19,7 @@ from aiohttp import web
 from tcvpc.emulator.app import EmulatorApp
 from tcvpc.emulator.config import EmulatorConfig, FaultConfig
 from tcvpc.emulator.seed import generate, load_file, populate
-from tcvpc.emulator.state import Tunnel, TunnelState, VpcState
+from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 
 __all__ = ["Emulator"]
 
@@ -127,7 +127,7 @@ class Emulator:
         *,
         vpc_id: str | None = None,
         name: str | None = None,
-        state: TunnelState | str = TunnelState.AVAILABLE,
+        state: EmuTunnelState | str = EmuTunnelState.AVAILABLE,
         tags: Mapping[str, str] | Iterable[tuple[str, str]] = (),
     ) -> Tunnel:
         """Add one tunnel (IDs must look real: ``vpnx-``/``vpngw-`` + 8 ``[a-z0-9]``)."""
@@ -142,9 +142,6 @@ class Emulator:
             tags=tags,
         )
 
-    def set_tunnel_state(self, tunnel_id: str, state: TunnelState | str) -> None:
-        self.state.set_state(tunnel_id, state)
-
     def stats(self) -> dict[str, object]:
         """The same dict as ``GET /_emulator/stats``."""
         return self.app.stats_snapshot()
@@ -156,9 +153,6 @@ class Emulator:
     def set_clock_skew(self, seconds: float) -> None:
         """Move the server's clock (affects ``SignatureExpire`` and the ``Date`` header)."""
         self.app.clock_skew_seconds = float(seconds)
-
-    def set_stall_seconds(self, seconds: float) -> None:
-        self.app.stall_seconds = float(seconds)
 
 
 def is_loopback(host: str) -> bool:

@@ -32,15 +32,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tcvpc.emulator.errors import StateError
+from tcvpc.emulator.errors import EmuStateError
 
 __all__ = [
     "FILTER_NAMES",
     "GATEWAY_ID_RE",
     "TUNNEL_ID_RE",
-    "StateError",
+    "EmuStateError",
+    "EmuTunnelState",
     "Tunnel",
-    "TunnelState",
     "VpcState",
 ]
 
@@ -52,7 +52,7 @@ FILTER_NAMES = frozenset(
 )
 
 
-class TunnelState(StrEnum):
+class EmuTunnelState(StrEnum):
     PENDING = "PENDING"
     AVAILABLE = "AVAILABLE"
     DELETING = "DELETING"
@@ -68,7 +68,7 @@ class Tunnel:
     name: str
     customer_gateway_id: str
     created_at: int  # Unix seconds; rendered as Beijing time, as the real API does
-    state: TunnelState = TunnelState.AVAILABLE
+    state: EmuTunnelState = EmuTunnelState.AVAILABLE
     tags: tuple[tuple[str, str], ...] = ()
     seq: int = field(default=-1, repr=False)  # position in the account-wide index
     gpos: int = field(default=-1, repr=False)  # position in the gateway's index
@@ -221,7 +221,7 @@ class VpcState:
         self._deadlines: list[tuple[float, int, Tunnel]] = []
         self._heap_seq = 0
         self._mutex_until: dict[str, float] = {}
-        self._counts: dict[TunnelState, int] = dict.fromkeys(TunnelState, 0)
+        self._counts: dict[EmuTunnelState, int] = dict.fromkeys(EmuTunnelState, 0)
         self.deleted_total = 0  # tunnels that finished deleting and disappeared
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -242,7 +242,7 @@ class VpcState:
         name: str | None = None,
         customer_gateway_id: str = "cgw-00000000",
         created_at: int | None = None,
-        state: TunnelState | str = TunnelState.AVAILABLE,
+        state: EmuTunnelState | str = EmuTunnelState.AVAILABLE,
         tags: Mapping[str, str] | Iterable[tuple[str, str]] = (),
     ) -> Tunnel:
         """Add a tunnel; IDs must look real and be unused (``ValueError`` otherwise)."""
@@ -261,7 +261,7 @@ class VpcState:
             name=tunnel_id if name is None else name,
             customer_gateway_id=customer_gateway_id,
             created_at=int(time.time()) if created_at is None else created_at,
-            state=TunnelState(state),
+            state=EmuTunnelState(state),
             tags=tag_pairs,
         )
         self._tunnels[tunnel_id] = tunnel
@@ -272,7 +272,7 @@ class VpcState:
         index.append(tunnel)
         self._gateways_by_vpc.setdefault(vpc_id, set()).add(gateway_id)
         self._counts[tunnel.state] += 1
-        if tunnel.state is TunnelState.DELETING:
+        if tunnel.state is EmuTunnelState.DELETING:
             self._schedule_removal(tunnel, self._clock())
         return tunnel
 
@@ -315,20 +315,20 @@ class VpcState:
         for tunnel in batch:
             counts[tunnel.state] += 1
         for tunnel in batch:
-            if tunnel.state is TunnelState.DELETING:
+            if tunnel.state is EmuTunnelState.DELETING:
                 self._schedule_removal(tunnel, now)
         return len(batch)
 
-    def set_state(self, tunnel_id: str, state: TunnelState | str) -> None:
+    def set_state(self, tunnel_id: str, state: EmuTunnelState | str) -> None:
         """Force a tunnel's state (tests: e.g. make one ``PENDING``)."""
         tunnel = self._tunnels[tunnel_id]
-        new = TunnelState(state)
+        new = EmuTunnelState(state)
         if new is tunnel.state:
             return
         self._counts[tunnel.state] -= 1
         self._counts[new] += 1
         tunnel.state = new
-        if new is TunnelState.DELETING:
+        if new is EmuTunnelState.DELETING:
             self._schedule_removal(tunnel, self._clock())
 
     def _schedule_removal(self, tunnel: Tunnel, now: float) -> None:
@@ -360,7 +360,7 @@ class VpcState:
             now = self._clock()
         while heap and heap[0][0] <= now:
             _, _, tunnel = heapq.heappop(heap)
-            if tunnel.state is TunnelState.DELETING:
+            if tunnel.state is EmuTunnelState.DELETING:
                 self._remove(tunnel)
 
     def get(self, tunnel_id: str) -> Tunnel | None:
@@ -379,22 +379,17 @@ class VpcState:
         out["total"] = len(self._tunnels)
         return out
 
-    def mutex_held(self, gateway_id: str, now: float | None = None) -> bool:
-        if now is None:
-            now = self._clock()
-        return self._mutex_until.get(gateway_id, 0.0) > now
-
     # -- actions -----------------------------------------------------------------------------
 
     def delete(self, gateway_id: str, tunnel_id: str, now: float | None = None) -> Tunnel:
-        """``DeleteVpnConnection``: start deleting a tunnel or raise :class:`StateError`."""
+        """``DeleteVpnConnection``: start deleting a tunnel or raise :class:`EmuStateError`."""
         if not GATEWAY_ID_RE.match(gateway_id):
-            raise StateError(
+            raise EmuStateError(
                 "InvalidParameterValue.Malformed",
                 f"The value of VpnGatewayId `{gateway_id}` is malformed.",
             )
         if not TUNNEL_ID_RE.match(tunnel_id):
-            raise StateError(
+            raise EmuStateError(
                 "InvalidParameterValue.Malformed",
                 f"The value of VpnConnectionId `{tunnel_id}` is malformed.",
             )
@@ -403,22 +398,22 @@ class VpcState:
         self.expire(now)
         tunnel = self._tunnels.get(tunnel_id)
         if tunnel is None or tunnel.gateway_id != gateway_id:
-            raise StateError(
+            raise EmuStateError(
                 "ResourceNotFound",
                 f"The resource `{tunnel_id}` of VPN gateway `{gateway_id}` does not exist.",
             )
-        if tunnel.state is not TunnelState.AVAILABLE:
-            raise StateError(
+        if tunnel.state is not EmuTunnelState.AVAILABLE:
+            raise EmuStateError(
                 "UnsupportedOperation.DeleteVpnConnInvalidState",
                 f"The VPN connection `{tunnel_id}` is {tunnel.state}: it cannot be deleted now.",
             )
         if self._mutex_until.get(gateway_id, 0.0) > now:
-            raise StateError(
+            raise EmuStateError(
                 "UnsupportedOperation.MutexOperationTaskRunning",
                 f"A mutually exclusive task is running on VPN gateway `{gateway_id}`.",
             )
         self._counts[tunnel.state] -= 1
-        tunnel.state = TunnelState.DELETING
+        tunnel.state = EmuTunnelState.DELETING
         self._counts[tunnel.state] += 1
         if self.mutex_seconds > 0:
             self._mutex_until[gateway_id] = now + self.mutex_seconds
@@ -446,7 +441,7 @@ class VpcState:
             return len(self._all), self._all.page(offset, limit)
         for name in filters:
             if name not in FILTER_NAMES:
-                raise StateError(
+                raise EmuStateError(
                     "InvalidParameter.FilterInvalidKey",
                     f"The filter key `{name}` is invalid.",
                 )
@@ -487,7 +482,7 @@ class VpcState:
         seen: set[str] = set()
         for tunnel_id in ids:
             if not TUNNEL_ID_RE.match(tunnel_id):
-                raise StateError(
+                raise EmuStateError(
                     "InvalidParameterValue.Malformed",
                     f"The value of VpnConnectionIds `{tunnel_id}` is malformed.",
                 )
@@ -497,7 +492,7 @@ class VpcState:
             tunnel = self._tunnels.get(tunnel_id)
             if tunnel is None:
                 if strict:
-                    raise StateError(
+                    raise EmuStateError(
                         "ResourceNotFound", f"The resource `{tunnel_id}` does not exist."
                     )
                 continue
