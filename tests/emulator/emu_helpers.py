@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -106,3 +107,82 @@ async def call(
     async with session.post(url + "/", data=payload, headers=headers) as resp:
         raw = await resp.read()
         return Answer(resp.status, resp.headers, raw)
+
+
+def tc3_get_headers(
+    *,
+    host: str,
+    action: str,
+    query: str,
+    secret_id: str = DEMO_SECRET_ID,
+    secret_key: str = DEMO_SECRET_KEY,
+    region: str = DEMO_REGION,
+    signed_host: str | None = None,
+) -> dict[str, str]:
+    """TC3 over GET: the query string is the canonical query string, the payload is empty.
+
+    ``signed_host`` signs another Host than the one sent (the Node SDK signs it without port).
+    """
+    ts = int(time.time())
+    date = time.strftime("%Y-%m-%d", time.gmtime(ts))
+    content_type = "application/x-www-form-urlencoded"
+    canonical_headers = f"content-type:{content_type}\nhost:{signed_host or host}\n"
+    canonical = "\n".join(
+        [
+            "GET",
+            "/",
+            query,
+            canonical_headers,
+            "content-type;host",
+            hashlib.sha256(b"").hexdigest(),
+        ]
+    )
+    scope = f"{date}/vpc/tc3_request"
+    to_sign = "\n".join(
+        ["TC3-HMAC-SHA256", str(ts), scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = _hmac(_hmac(_hmac(("TC3" + secret_key).encode(), date), "vpc"), "tc3_request")
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "Host": host,
+        "X-TC-Action": action,
+        "X-TC-Timestamp": str(ts),
+        "X-TC-Version": "2017-03-12",
+        "X-TC-Region": region,
+        "Authorization": f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, "
+        f"SignedHeaders=content-type;host, Signature={signature}",
+    }
+
+
+def legacy_params(
+    *,
+    method: str,
+    host: str,
+    action: str,
+    params: dict[str, str],
+    secret_id: str = DEMO_SECRET_ID,
+    secret_key: str = DEMO_SECRET_KEY,
+    signature_method: str | None = "HmacSHA256",
+    timestamp: int | None = None,
+    language: str | None = None,
+) -> dict[str, str]:
+    """The older signature: common parameters next to the action's, ``Signature`` over them all."""
+    out = dict(params)
+    out.update(
+        Action=action,
+        Version="2017-03-12",
+        Region=DEMO_REGION,
+        Timestamp=str(int(time.time()) if timestamp is None else timestamp),
+        Nonce="48213",
+        SecretId=secret_id,
+    )
+    if signature_method is not None:
+        out["SignatureMethod"] = signature_method
+    if language is not None:
+        out["Language"] = language
+    to_sign = f"{method}{host}/?" + "&".join(f"{k}={out[k]}" for k in sorted(out))
+    digest = hashlib.sha1 if signature_method in (None, "HmacSHA1") else hashlib.sha256
+    mac = hmac.new(secret_key.encode(), to_sign.encode(), digest).digest()
+    out["Signature"] = base64.b64encode(mac).decode()
+    return out

@@ -1,21 +1,24 @@
 """``tcvpc emulator``: serve the emulator in this process until SIGINT or SIGTERM.
 
-The base URL is the first line on stdout (flushed at once) so a script or a test can start the
-process and read where to point its client; everything else goes to stderr. It binds to
-loopback unless ``--allow-remote`` is given: the emulator accepts a documented demo key, and a
-demo key on a public interface is an open door.
+The base URL is the first line on stdout (with ``--tls``, the CA file's path is the second),
+flushed at once so a script can read where to point its client; everything else goes to stderr.
+It binds to loopback unless ``--allow-remote`` is given: a demo key on a public interface is an
+open door.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from tcvpc.emulator.codes import INJECTABLE
 from tcvpc.emulator.config import (
     DEMO_SECRET_ID,
     DEMO_SECRET_KEY,
@@ -23,9 +26,42 @@ from tcvpc.emulator.config import (
     EmulatorConfig,
     FaultConfig,
 )
-from tcvpc.emulator.server import Emulator, is_loopback
+from tcvpc.emulator.server import TLS_MISSING, Emulator, is_loopback
 
-__all__ = ["emulator_command", "resolve_credentials"]
+__all__ = ["emulator_command", "parse_injections", "resolve_credentials"]
+
+
+def parse_injections(values: Sequence[str]) -> dict[str, float]:
+    """``CODE=P`` strings as ``{code: probability}``; ``click.BadParameter`` names a bad one."""
+    out: dict[str, float] = {}
+    for value in values:
+        code, sep, text = value.partition("=")
+        code = code.strip()
+        if not sep or not code:
+            raise click.BadParameter(f"{value!r} is not CODE=P", param_hint="--inject")
+        if code not in INJECTABLE:
+            raise click.BadParameter(
+                f"{code!r} is not injectable; choose from: {', '.join(sorted(INJECTABLE))}",
+                param_hint="--inject",
+            )
+        try:
+            probability = float(text)
+        except ValueError:
+            probability = math.nan
+        if not 0.0 <= probability <= 1.0:
+            raise click.BadParameter(
+                f"{value!r}: P must be a probability between 0 and 1", param_hint="--inject"
+            )
+        if code in out:
+            raise click.BadParameter(f"{code} is given twice", param_hint="--inject")
+        out[code] = probability
+    return out
+
+
+def _inject_callback(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, float]:
+    return parse_injections(values)
 
 
 def resolve_credentials(secret_id: str | None, secret_key: str | None) -> tuple[str, str, str]:
@@ -49,13 +85,22 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
     try:
         async with Emulator(config) as emulator:
             sys.stdout.write(emulator.url + "\n")
+            if config.tls:
+                sys.stdout.write(f"{emulator.ca_path}\n")
             sys.stdout.flush()
+            if config.tls:
+                click.echo(
+                    f"tcvpc emulator: HTTPS; trust the run's CA with "
+                    f"SSL_CERT_FILE={emulator.ca_path} (removed at exit)",
+                    err=True,
+                )
             counts = emulator.state.counts()
             click.echo(
                 f"tcvpc emulator: {counts['total']} tunnels, secret id {config.secret_id} "
                 f"({source}), rate limit {config.rate_limit}/s per action, "
                 f"delete {config.delete_seconds:g} s, mutex {config.effective_mutex_seconds:g} s, "
-                f"faults {config.faults.total:g}. Stop with Ctrl-C.",
+                f"faults {config.faults.total:g}, injected codes {len(config.inject)}. "
+                "Stop with Ctrl-C.",
                 err=True,
             )
             await stop.wait()
@@ -141,6 +186,21 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
     help="Seconds the server clock runs ahead (negative: behind).",
 )
 @click.option(
+    "--inject",
+    "inject",
+    multiple=True,
+    metavar="CODE=P",
+    callback=_inject_callback,
+    help="Answer a documented error CODE with probability P to requests of the actions it "
+    "belongs to (repeatable), e.g. LimitExceeded.ActionLimited=0.1.",
+)
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve HTTPS with a throwaway CA made for this run; its PEM file's path is the "
+    "second line on stdout (needs trustme).",
+)
+@click.option(
     "--seed",
     default=0,
     show_default=True,
@@ -163,18 +223,25 @@ def emulator_command(
     fault_rate: float,
     stall_seconds: float,
     clock_skew: float,
+    inject: dict[str, float],
+    tls: bool,
     seed: int,
 ) -> None:
     """Run a local emulator of the Tencent Cloud VPC API.
 
-    Prints the base URL (http://127.0.0.1:PORT) as the first line on stdout, then serves until
-    interrupted.
+    Prints the base URL (http://127.0.0.1:PORT) as the first line on stdout (with --tls, the CA
+    file's path as the second), then serves until interrupted.
     """
     if not allow_remote and not is_loopback(host):
         raise click.UsageError(
             f"--host {host} is not a loopback address; add --allow-remote to expose the emulator"
         )
     sid, skey, source = resolve_credentials(secret_id, secret_key)
+    if tls:
+        try:
+            import trustme  # noqa: F401 - only checking that it is installed
+        except ImportError:
+            raise click.UsageError(f"--tls: {TLS_MISSING}") from None
     try:
         config = EmulatorConfig(
             host=host,
@@ -192,6 +259,8 @@ def emulator_command(
             seed=seed,
             stall_seconds=stall_seconds,
             clock_skew_seconds=clock_skew,
+            inject=inject,
+            tls=tls,
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -1,16 +1,21 @@
 """The emulator as an async context manager: ``async with Emulator(config) as emu: emu.url``.
 
-It runs an aiohttp.web server in the *current* event loop (an ``AppRunner`` and a ``TCPSite``),
-so a test can start it next to the code under test; the CLI runs the same object in its own
-process. Shutdown waits at most ``shutdown_timeout`` seconds for answers in flight (a stalled
-answer is simply cut off).
+It serves in the *current* event loop, so a test can start it next to the code under test; the
+CLI runs the same object in its own process. With ``tls`` it makes a throwaway CA for the run
+(``trustme``), writes the CA certificate where only this user can read it and removes it on
+close. Shutdown waits at most ``shutdown_timeout`` seconds for answers in flight.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
 import socket
+import ssl
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +26,13 @@ from tcvpc.emulator.config import EmulatorConfig, FaultConfig
 from tcvpc.emulator.seed import generate, load_file, populate
 from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 
-__all__ = ["Emulator"]
+__all__ = ["TLS_MISSING", "Emulator", "is_loopback"]
+
+#: What to tell a user who asked for TLS without ``trustme`` installed.
+TLS_MISSING = (
+    "the emulator's TLS mode needs the trustme package: pip install 'tcvpc[emulator]' "
+    "(or pip install trustme)"
+)
 
 
 class Emulator:
@@ -48,6 +59,8 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._port: int | None = None
+        self._tls_dir: Path | None = None
+        self._ca_path: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -60,12 +73,20 @@ class Emulator:
             handle_signals=False,
             shutdown_timeout=self._shutdown_timeout,
         )
-        await runner.setup()
+        ssl_context = self._make_tls() if self.config.tls else None
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
+            await runner.setup()
+            site = web.TCPSite(
+                runner,
+                self.config.host,
+                self.config.port,
+                reuse_address=True,
+                ssl_context=ssl_context,
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
+            self._remove_tls()
             raise
         self._runner = runner
         address = runner.addresses[0]
@@ -73,12 +94,40 @@ class Emulator:
         self._port = port
         if isinstance(host, str) and ":" in host:  # IPv6 literal
             host = f"[{host}]"
-        self._url = f"http://{host}:{port}"
+        self._url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+
+    def _make_tls(self) -> ssl.SSLContext:
+        """A server context with a certificate from a CA made for this run; write the CA file."""
+        try:
+            import trustme
+        except ImportError:
+            raise RuntimeError(TLS_MISSING) from None
+        ca = trustme.CA(organization_name="tcvpc emulator (throwaway)")
+        names = {"127.0.0.1", "::1", "localhost", self.config.host}
+        cert = ca.issue_cert(*sorted(names))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="tcvpc-emulator-ca-"))  # mode 0700
+        ca_path = self._tls_dir / "ca.pem"
+        # O_EXCL in a fresh private directory: nobody else can have planted or read the file.
+        fd = os.open(ca_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(ca.cert_pem.bytes())
+        self._ca_path = ca_path
+        return context
+
+    def _remove_tls(self) -> None:
+        tls_dir, self._tls_dir, self._ca_path = self._tls_dir, None, None
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            self._remove_tls()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -96,7 +145,7 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (only while running)."""
+        """``http://127.0.0.1:PORT`` (``https://`` with ``tls``; only while running)."""
         if self._url is None:
             raise RuntimeError("the emulator is not running: use `async with Emulator(...)`")
         return self._url
@@ -110,7 +159,14 @@ class Emulator:
     @property
     def endpoint(self) -> str:
         """``HOST:PORT``, what the official SDK's ``HttpProfile(endpoint=...)`` wants."""
-        return self.url.removeprefix("http://")
+        return self.url.split("://", 1)[1]
+
+    @property
+    def ca_path(self) -> Path:
+        """The PEM file of the run's throwaway CA (``tls`` only; removed on close)."""
+        if self._ca_path is None:
+            raise RuntimeError("the emulator is not running with tls=True")
+        return self._ca_path
 
     def tunnels(self) -> list[dict[str, Any]]:
         """A snapshot of every listed tunnel (dicts: id, gateway, vpc, name, state, ...)."""
