@@ -97,7 +97,7 @@ async def call(
 ) -> Answer:
     """Sign and POST one request; ``header_overrides`` edits headers after signing."""
     payload = body if body is not None else json.dumps(params or {}).encode()
-    host = url.removeprefix("http://")
+    host = url.split("://", 1)[1]
     headers = sign_headers(host=host, action=action, body=payload, **sign_kwargs)
     for name, value in (header_overrides or {}).items():
         if value is None:

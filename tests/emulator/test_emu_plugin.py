@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 import pytest
 from emu_helpers import call
 
-from tcvpc.emulator import Emulator
+from tcvpc.emulator import Emulator, EmulatorConfig
 
 pytest_plugins = ["pytester"]
 
@@ -42,3 +44,19 @@ def test_users_can_override_the_config(pytester: pytest.Pytester) -> None:
     for mode in ("auto", "strict"):
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--asyncio-mode={mode}")
         result.assert_outcomes(passed=1)
+
+
+class TestInjectionAndTlsThroughTheFixture:
+    """``inject`` and ``tls`` reach the running emulator through ``tcvpc_emulator_config``."""
+
+    @pytest.fixture
+    def tcvpc_emulator_config(self) -> EmulatorConfig:
+        return EmulatorConfig(
+            gateways=1, tunnels_per_gateway=1, tls=True, inject={"InternalError.ModuleError": 1.0}
+        )
+
+    async def test_it(self, tcvpc_emulator: Emulator) -> None:
+        context = ssl.create_default_context(cafile=str(tcvpc_emulator.ca_path))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+            answer = await call(http, tcvpc_emulator.url, "DescribeVpnConnections", {})
+        assert answer.code == "InternalError.ModuleError"
