@@ -1,12 +1,9 @@
 """The server-side rate limit: at most N admitted requests in any sliding second.
 
-Tencent documents "100 requests per second" per action, region and account without saying how
-a second is counted; the strictest reading is a sliding window, so that is what the emulator
-enforces. A client that passes here passes a fixed window or a token bucket too.
-
-Only *admitted* requests enter the window: a rejected request does not push the window forward,
-so a client that hammers the server still gets ``N`` answers per second, as a real service gives.
-The window is a deque of monotonic timestamps: O(1) amortised per request.
+Tencent documents "100 requests per second" without saying how a second is counted; a sliding
+window is the strictest reading, so a client that passes here passes a fixed window or a token
+bucket too. Only admitted requests enter the window, so a hammering client still gets N answers
+per second, as from a real service.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """pytest plugin (entry point ``tcvpc_emulator``): a running emulator as a fixture.
 
-    async def test_cleanup(tcvpc_emulator):
-        client = MyClient(endpoint=tcvpc_emulator.url, ...)
-
-Override ``tcvpc_emulator_config`` in a ``conftest.py`` to change the seed, limits or faults.
-The plugin is loaded into *every* pytest run where tcvpc is installed, so it imports nothing
-heavy at import time and never fails to import: without pytest-asyncio the fixture explains
-what is missing instead of breaking collection. ``pytest_asyncio.fixture`` works in both the
-strict and the auto mode.
+Override ``tcvpc_emulator_config`` in a ``conftest.py`` to change the seed, limits, faults,
+injected codes or TLS. The plugin loads into every pytest run where tcvpc is installed, so it
+imports nothing heavy at import time and, without pytest-asyncio, explains what is missing
+instead of breaking collection.
 """
 
 from __future__ import annotations

@@ -1,26 +1,16 @@
 """The emulated VPC's data and rules: tunnels, their state machine and the gateways' mutex.
 
-Pure Python, no I/O and no aiohttp: every operation takes the current monotonic time (or reads
-the injected clock), so tests can drive it with a fake clock and no sleeps.
+Pure Python without I/O: operations take the monotonic time (or read the injected clock), so
+tests drive it with a fake clock. Built for large accounts: deletion deadlines expire lazily from
+a heap, listings page through a Fenwick-indexed insertion order, counts by state are kept as they
+change.
 
-Scale: it must hold a million tunnels and stay fast. Therefore
+    AVAILABLE --delete--> DELETING --delete_seconds--> (gone)
+    delete on PENDING / DELETING --> UnsupportedOperation.DeleteVpnConnInvalidState
 
-- nothing runs on timers: a ``DELETING`` tunnel's deadline sits in a heap, and every operation
-  first pops the deadlines that have passed (lazy expiry, O(log n) per expired tunnel);
-- listings keep insertion order in :class:`_OrderedIndex` (a list plus a Fenwick tree of live
-  flags), so ``Offset``/``Limit`` paging finds the first row in O(log n) instead of walking past
-  ``Offset`` rows, for the whole account and per gateway;
-- counts by state are kept incrementally.
-
-The state machine (as documented for ``DeleteVpnConnection``)::
-
-    PENDING ──(not modelled: seeded or added by tests)──▶ AVAILABLE
-    AVAILABLE ──delete──▶ DELETING ──delete_seconds──▶ (gone)
-    delete on PENDING / DELETING  ──▶ UnsupportedOperation.DeleteVpnConnInvalidState
-
-A successful delete also holds the owning gateway's mutex for ``mutex_seconds``; another delete
-on that gateway meanwhile gets ``UnsupportedOperation.MutexOperationTaskRunning``. The checks run
-in the order: malformed IDs, existence and ownership, tunnel state, gateway mutex.
+A delete holds the gateway's mutex for ``mutex_seconds`` (another delete there meanwhile gets
+``UnsupportedOperation.MutexOperationTaskRunning``). Checks run in this order: malformed IDs,
+existence and ownership, tunnel state, gateway mutex.
 """
 
 from __future__ import annotations
@@ -277,7 +267,7 @@ class VpcState:
         return tunnel
 
     def add_many(self, tunnels: Iterable[Tunnel]) -> int:
-        """Bulk-add tunnels built by the caller (seeding a million must take seconds, not a minute).
+        """Bulk-add tunnels built by the caller: one index build instead of one insert per tunnel.
 
         IDs are checked like :meth:`add_tunnel` does; returns how many were added.
         """
