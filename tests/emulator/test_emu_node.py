@@ -178,3 +178,20 @@ async def test_node_sdk_meets_an_injected_code(node_sdk: Path) -> None:
     async with Emulator(config) as emu:
         result = await node_call(node_sdk, emu, "DescribeVpnConnections")
     assert result["code"] == "InternalError.ModuleError"
+
+
+async def test_node_sdk_encodes_odd_values(node_sdk: Path, emu: Emulator) -> None:
+    name = "隧道 一/+&=%"
+    emu.add_tunnel("vpnx-0dd0dd00", "vpngw-0dd0dd00", name=name)
+    params = {"Filters": [{"Name": "vpn-connection-name", "Values": [name]}]}
+    for sign_method, req_method in [("TC3-HMAC-SHA256", "GET"), ("HmacSHA256", "GET")]:
+        result = await node_call(
+            node_sdk,
+            emu,
+            "DescribeVpnConnections",
+            params,
+            sign_method=sign_method,
+            req_method=req_method,
+        )
+        assert "ok" in result, (sign_method, result)
+        assert [t["VpnConnectionName"] for t in result["ok"]["VpnConnectionSet"]] == [name]

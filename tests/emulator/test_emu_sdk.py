@@ -189,3 +189,18 @@ async def test_every_injectable_code_reaches_the_sdk(code: str) -> None:
             assert await sdk_error(describe, client) == code
         else:
             assert (await asyncio.to_thread(describe, client)).TotalCount == 1
+
+
+ODD_NAME = "隧道 一/+&=%"  # every character that URL-encoding changes
+
+
+@pytest.mark.parametrize(("sign_method", "req_method"), [*MODES, ("TC3-HMAC-SHA256", "POST")])
+async def test_sdk_encodes_odd_values_in_every_mode(sign_method: str, req_method: str) -> None:
+    """The canonical query string is the query as sent, not as decoded by the server."""
+    async with Emulator(EmulatorConfig(gateways=1, tunnels_per_gateway=2)) as emu:
+        emu.add_tunnel("vpnx-0dd0dd00", "vpngw-0dd0dd00", name=ODD_NAME)
+        client = sdk_client(emu, sign_method=sign_method, req_method=req_method)
+        filters = [{"Name": "vpn-connection-name", "Values": [ODD_NAME]}]
+        page = await asyncio.to_thread(describe, client, Filters=filters)
+        assert [t.VpnConnectionId for t in page.VpnConnectionSet] == ["vpnx-0dd0dd00"]
+        assert page.VpnConnectionSet[0].VpnConnectionName == ODD_NAME

@@ -232,6 +232,7 @@ def test_unflatten() -> None:
         {"Ids.0": "x", "Ids.00": "y"},
         {"A": "1", "A.0": "2"},  # scalar and list at once
         {"A..B": "1"},
+        {".".join(["A"] * 10_000): "1"},  # hostile depth: refused before any recursion
     ):
         with pytest.raises(EmuApiError) as info:
             unflatten(bad)
@@ -253,3 +254,13 @@ def test_verifier_never_imports_the_clients_signer() -> None:
     outside = {n for n in imported if n and n.startswith("tcvpc") and "tcvpc.emulator" not in n}
     assert not outside, outside
     assert SignatureVerifier.verify_legacy  # both paths live in the independent module
+
+
+async def test_too_many_form_parameters(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    ids = {f"VpnConnectionIds.{i}": "vpnx-aaaaaaaa" for i in range(1001)}
+    params = legacy_params(
+        method="POST", host=emu.endpoint, action="DescribeVpnConnections", params=ids
+    )
+    async with http.post(emu.url + "/", data=params) as resp:
+        error = (await resp.json())["Response"]["Error"]
+    assert error["Code"] == "InvalidParameter"

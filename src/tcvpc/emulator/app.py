@@ -36,7 +36,7 @@ from tcvpc.emulator.faults import CodeInjector, FaultInjector, FaultKind
 from tcvpc.emulator.limits import SlidingWindowLimiter
 from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 from tcvpc.emulator.stats import Stats
-from tcvpc.emulator.wire import coerce_ints, pairs_to_dict, unflatten
+from tcvpc.emulator.wire import MAX_FIELDS, coerce_ints, pairs_to_dict, unflatten
 
 __all__ = ["ACTIONS", "API_VERSION", "STATS_PATH", "EmuApiError", "EmulatorApp"]
 
@@ -374,11 +374,17 @@ class EmulatorApp:
         content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         try:
             if request.method == "GET":
-                form = parse_qsl(request.query_string, keep_blank_values=True)
+                form = parse_qsl(
+                    request.rel_url.raw_query_string,
+                    keep_blank_values=True,
+                    max_num_fields=MAX_FIELDS,
+                )
             elif request.method == "POST" and content_type == _FORM:
-                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+                form = parse_qsl(
+                    body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS
+                )
         except (UnicodeDecodeError, ValueError):
-            form = None  # answered as a malformed request by _checked
+            form = None  # too many fields or not UTF-8: answered as malformed by _checked
         legacy = (
             "Authorization" not in headers
             and form is not None
@@ -414,7 +420,10 @@ class EmulatorApp:
                     f"Content-Type `{content_type}` is not supported: send JSON with TC3.",
                 )
         elif incoming.form is None:
-            raise EmuApiError("InvalidParameter", "The query string is not valid UTF-8.")
+            raise EmuApiError(
+                "InvalidParameter",
+                f"The query string is not valid UTF-8 or has over {MAX_FIELDS} parameters.",
+            )
         action, region, timestamp = self._common(
             incoming.action,
             headers.get("X-TC-Version"),
@@ -432,7 +441,8 @@ class EmulatorApp:
             timestamp=timestamp,
             method=incoming.method,
             path="/",
-            query=request.query_string if incoming.method == "GET" else "",
+            # the query exactly as on the wire: aiohttp's query_string is partly decoded
+            query=request.rel_url.raw_query_string if incoming.method == "GET" else "",
             headers=headers,
             body=incoming.body,
             now=now,

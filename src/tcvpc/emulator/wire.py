@@ -13,9 +13,13 @@ from typing import Any
 
 from tcvpc.emulator.errors import EmuApiError
 
-__all__ = ["coerce_ints", "pairs_to_dict", "unflatten"]
+__all__ = ["MAX_DEPTH", "MAX_FIELDS", "coerce_ints", "pairs_to_dict", "unflatten"]
 
 _INT_RE = re.compile(r"^-?[0-9]{1,18}$")
+#: More parameters than any request of ours needs (100 ids, 10 filters x 5 values, paging).
+MAX_FIELDS = 1000
+#: Deeper than any VPC parameter (``Filters.0.Values.1`` is 4); bounds a hostile name's cost.
+MAX_DEPTH = 6
 
 
 def pairs_to_dict(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -32,7 +36,9 @@ def unflatten(flat: Mapping[str, str]) -> dict[str, Any]:
     """Rebuild nested objects and lists from dotted names (list indices must be 0..n-1)."""
     root: dict[str, Any] = {}
     for name, value in flat.items():
-        parts = name.split(".")
+        parts = name.split(".", MAX_DEPTH)
+        if len(parts) > MAX_DEPTH:
+            raise EmuApiError("InvalidParameter", f"The parameter name `{name[:80]}` is too deep.")
         if "" in parts:
             raise EmuApiError("InvalidParameter", f"The parameter name `{name}` is malformed.")
         node = root
