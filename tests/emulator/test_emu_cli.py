@@ -79,6 +79,8 @@ def test_help_lists_the_options() -> None:
         "--delete-seconds",
         "--mutex-seconds",
         "--fault-rate",
+        "--inject",
+        "--tls",
         "--seed",
     ):
         assert option in result.output

@@ -414,6 +414,11 @@ class EmulatorApp:
         headers = request.headers
         if incoming.method == "POST":
             content_type = headers.get("Content-Type", "")
+            if incoming.form is None and content_type.split(";", 1)[0].strip().lower() == _FORM:
+                raise EmuApiError(
+                    "InvalidParameter",
+                    f"The form body is not valid UTF-8 or has over {MAX_FIELDS} parameters.",
+                )
             if content_type.split(";", 1)[0].strip().lower() != _JSON:
                 raise EmuApiError(
                     "InvalidParameter",
