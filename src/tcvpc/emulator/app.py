@@ -243,6 +243,7 @@ class _Incoming:
     """What a request says before any check: its signature style, action and language."""
 
     method: str
+    media_type: str  # the Content-Type without parameters, lower-cased
     body: bytes
     form: list[tuple[str, str]] | None  # decoded query (GET) or form body; None: neither
     legacy: bool  # signed with the older Signature parameter, not an Authorization header
@@ -398,7 +399,7 @@ class EmulatorApp:
         else:
             action = headers.get("X-TC-Action")
             language = headers.get("X-TC-Language")
-        return _Incoming(request.method, body, form, legacy, action, language)
+        return _Incoming(request.method, content_type, body, form, legacy, action, language)
 
     def _checked(
         self, request: web.Request, incoming: _Incoming, now: float
@@ -413,13 +414,13 @@ class EmulatorApp:
             return self._checked_legacy(request, incoming, now)
         headers = request.headers
         if incoming.method == "POST":
-            content_type = headers.get("Content-Type", "")
-            if incoming.form is None and content_type.split(";", 1)[0].strip().lower() == _FORM:
+            if incoming.form is None and incoming.media_type == _FORM:
                 raise EmuApiError(
                     "InvalidParameter",
                     f"The form body is not valid UTF-8 or has over {MAX_FIELDS} parameters.",
                 )
-            if content_type.split(";", 1)[0].strip().lower() != _JSON:
+            if incoming.media_type != _JSON:
+                content_type = headers.get("Content-Type", "")
                 raise EmuApiError(
                     "InvalidParameter",
                     f"Content-Type `{content_type}` is not supported: send JSON with TC3.",
