@@ -63,6 +63,10 @@ def test_config_accepts_a_full_share_per_action() -> None:
     assert dict(config.inject)["InternalError"] == 0.4
     with pytest.raises(TypeError):
         config.inject["InternalError"] = 1.0  # type: ignore[index]
+    # still a value object: equal configs hash alike
+    again = EmulatorConfig(inject=dict(config.inject))
+    assert again == config
+    assert hash(again) == hash(config)
 
 
 async def test_injected_code_answers_its_action_only(http: aiohttp.ClientSession) -> None:

@@ -205,7 +205,7 @@ class EmulatorConfig:
     stall_seconds: float = 20.0
     clock_skew_seconds: float = 0.0
     strict_describe_ids: bool = True
-    inject: Mapping[str, float] = field(default_factory=dict)
+    inject: Mapping[str, float] = field(default_factory=dict, hash=False)
     tls: bool = False
 
     def __post_init__(self) -> None:
