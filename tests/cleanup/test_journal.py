@@ -15,6 +15,14 @@ from tcvpc.models import DeleteOutcome, TunnelRef
 MakeJournal = Callable[[Sequence[TunnelRef]], Journal]
 
 
+def crash(journal: Journal) -> None:
+    """Drop the connection and the lock without releasing anything, as ``kill -9`` would."""
+    assert journal._db is not None
+    journal._db.close()
+    journal._db = None
+    journal._lock.release()
+
+
 def test_duplicates_are_folded_and_reingest_is_idempotent(tmp_path: Path) -> None:
     refs = make_refs(2, 2)
     lines = [TunnelLine(i + 1, r) for i, r in enumerate(refs)]
@@ -44,7 +52,7 @@ def test_inflight_at_crash_comes_back_pending_with_unknown(tmp_path: Path) -> No
     crashed.record_outcome(
         refs[1], DeleteOutcome.DELETED, code=None, message=None, request_id="r", attempts=1
     )
-    # No close(): a second connection sees exactly what was committed, as after kill -9.
+    crash(crashed)
     with Journal(path) as resumed:
         assert resumed.release_inflight() == 1
         first = resumed.next_pending(refs[0].vpn_gateway_id)
@@ -53,7 +61,6 @@ def test_inflight_at_crash_comes_back_pending_with_unknown(tmp_path: Path) -> No
         assert first.unknown
         assert resumed.counts()["deleted"] == 1
         assert resumed.counts()["pending"] == 2
-    crashed.close()
 
 
 def test_journal_belongs_to_one_source(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_read_input_file_with_bom_and_undecodable_bytes(tmp_path: Path) -> None:
 
 
 def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(f"{GW},{C1}\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(f"{GW},{C1}\n".encode())))
     assert list(read_input("-")) == [TunnelLine(1, TunnelRef(GW, C1))]
 
 

@@ -4,11 +4,14 @@ They parse flags, check everything that can be checked before the first request 
 credentials, region, endpoint, journal), wire the client, journal, engine and display together,
 and map the result to the exit status:
 
-* 0: every tunnel ended ``deleted`` or ``already_gone`` and no input line was invalid;
+* 0: every tunnel ended ``deleted`` or ``already_gone`` and no input line was invalid; also an
+  input that names no tunnel at all (said on stderr: "nothing to do");
 * 1: anything else (a tunnel failed, an invalid line, tunnels left pending);
-* 2: usage or configuration errors: bad flags, a missing or unreadable input, no credentials, a
-  journal that belongs to another input; and credentials the API rejects (the job stops at the
-  first ``AuthFailure`` instead of failing every tunnel);
+* 2: usage or configuration errors: bad flags, a missing or unreadable input (``--input -`` with
+  stdin closed or on ``/dev/null``), no credentials, a report path that cannot be written, a
+  journal that belongs to another input or is held by another job; credentials the API rejects
+  (the job stops at the first ``AuthFailure`` instead of failing every tunnel); and a journal
+  that fails mid-run (disk full, read-only, corrupted: what was committed is kept);
 * 130: interrupted (Ctrl-C or SIGTERM), after the calls on the wire finished and the journal
   was flushed.
 """
@@ -24,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 from rich.console import Console
@@ -33,8 +36,15 @@ from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, Summary
 from tcvpc.cleanup.journal import Journal, JournalError, default_journal_path
 from tcvpc.cleanup.progress import show_progress, summary_table
 from tcvpc.cleanup.protocol import CleanupClient
-from tcvpc.cleanup.report import write_report
-from tcvpc.cleanup.sources import InputError, SourceItem, discover, open_input, parse_lines
+from tcvpc.cleanup.report import ReportError, ReportFile, open_report
+from tcvpc.cleanup.sources import (
+    DEFAULT_MAX_LINE_BYTES,
+    InputError,
+    SourceItem,
+    discover,
+    open_input,
+    read_items,
+)
 from tcvpc.client import VpcClient
 from tcvpc.credentials import Credential
 from tcvpc.errors import CredentialsNotFoundError
@@ -76,11 +86,26 @@ class CleanupOptions:
     yes: bool = False
     any_region: bool = False
     timeout: float = 30.0
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     credential: Credential | None = None
 
-    @property
-    def discovery(self) -> bool:
-        return self.input is None
+    def check(self) -> None:
+        """Refuse what could turn into "delete everything": discovery needs a real filter."""
+        filters = (
+            *self.gateways,
+            *self.vpcs,
+            *(() if self.name_prefix is None else (self.name_prefix,)),
+        )
+        if self.input is not None:
+            if filters:
+                raise _ConfigError("give --input or discovery filters, not both")
+            return
+        if not filters:
+            raise _ConfigError(
+                "nothing to do: give --input FILE|- or --gateway/--vpc/--name-prefix"
+            )
+        if any(not f.strip() for f in filters):
+            raise _ConfigError("an empty --gateway/--vpc/--name-prefix would match every tunnel")
 
     @property
     def source_id(self) -> str:
@@ -152,6 +177,13 @@ def job_retry_policy() -> RetryPolicy:
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; send no delete.")
 @click.option("--wait", is_flag=True, help="Report a deletion only once the tunnel is gone.")
+@click.option(
+    "--max-line-bytes",
+    default=DEFAULT_MAX_LINE_BYTES,
+    show_default=True,
+    type=click.IntRange(min=64),
+    help="Input lines longer than this are invalid (read in bounded chunks).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting discovered tunnels.")
 @click.option(
     "--any-region", is_flag=True, help="Accept a region missing from tcvpc's list of regions."
@@ -170,6 +202,7 @@ def cleanup_command(
     per_gateway: int,
     dry_run: bool,
     wait: bool,
+    max_line_bytes: int,
     yes: bool,
     any_region: bool,
 ) -> None:
@@ -198,6 +231,7 @@ def cleanup_command(
         per_gateway=per_gateway,
         dry_run=dry_run,
         wait=wait,
+        max_line_bytes=max_line_bytes,
         yes=yes,
         any_region=any_region,
     )
@@ -210,7 +244,7 @@ def run_cleanup(options: CleanupOptions, *, console: Console | None = None) -> i
     err = Console(stderr=True)
     try:
         return asyncio.run(_cleanup(options, out, err))
-    except (_ConfigError, InputError, JournalError) as exc:
+    except (_ConfigError, InputError, JournalError, ReportError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         return EXIT_CONFIG
     except KeyboardInterrupt:
@@ -270,33 +304,40 @@ def _source_key(options: CleanupOptions) -> str:
 
 async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
     # Everything that can fail without the network fails here, before any request.
+    options.check()
     stream = open_input(options.input) if options.input is not None else None
+    report: ReportFile | None = None
     try:
         client = _make_client(options)
-    except BaseException:
-        if stream is not None and stream is not sys.stdin:
+        report = open_report(options.report) if options.report else None
+        async with client:
+            with _open_journal(options, err) as journal:
+                status = await _with_journal(options, client, journal, stream, out, err)
+                if report is not None:
+                    n = report.write(journal)
+                    err.print(f"report: {report.path} ({n} records)", highlight=False)
+                return status
+    finally:
+        if report is not None:
+            report.discard()  # a no-op once written
+        if stream is not None and options.input != "-":
             stream.close()
-        raise
-    async with client:
-        with _open_journal(options, err) as journal:
-            return await _with_journal(options, client, journal, stream, out, err)
 
 
 async def _with_journal(
     options: CleanupOptions,
     client: CleanupClient,
     journal: Journal,
-    stream: TextIO | None,
+    stream: BinaryIO | None,
     out: Console,
     err: Console,
 ) -> int:
     if journal.ingest_complete:
-        if stream is not None and stream is not sys.stdin:
-            stream.close()
         err.print(f"resuming from journal {journal.path}", highlight=False)
-    elif stream is not None:
+    elif options.input is not None:
+        assert stream is not None
         try:
-            stats = await asyncio.to_thread(journal.ingest, _lines_of(stream))
+            stats = await asyncio.to_thread(journal.ingest, _items_of(stream, options))
         except InputError as exc:
             raise _ConfigError(str(exc)) from None
         if stats.invalid:
@@ -310,7 +351,15 @@ async def _with_journal(
                 return EXIT_FAILED
 
     if options.dry_run:
-        return _dry_run(options, journal, out)
+        return _dry_run(journal, out)
+    if journal.total_tunnels() == 0:
+        invalid = journal.counts()["invalid"]
+        err.print(
+            "nothing to do: the input names no tunnel"
+            + (f" ({invalid} invalid line(s))" if invalid else ""),
+            highlight=False,
+        )
+        return EXIT_FAILED if invalid else EXIT_OK
 
     config = EngineConfig(
         concurrency=options.concurrency,
@@ -320,21 +369,15 @@ async def _with_journal(
     )
     engine = CleanupEngine(client, journal, config)
     summary = await _run_engine(engine, out, err)
-    if options.report:
-        n = write_report(journal, options.report)
-        err.print(f"report: {options.report} ({n} records)", highlight=False)
     out.print(summary_table(summary))
     return _exit_status(summary)
 
 
-def _lines_of(stream: TextIO) -> Iterator[SourceItem]:
+def _items_of(stream: BinaryIO, options: CleanupOptions) -> Iterator[SourceItem]:
     try:
-        yield from parse_lines(stream)
+        yield from read_items(stream, max_line_bytes=options.max_line_bytes)
     except OSError as exc:
-        raise InputError(f"error while reading input: {exc}") from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
+        raise InputError(f"error while reading input: {exc.strerror or exc}") from None
 
 
 async def _discover_into(
@@ -362,7 +405,7 @@ def _confirm(pending: int) -> bool:
     return click.confirm(f"Delete {pending} tunnel(s)?", default=False)
 
 
-def _dry_run(options: CleanupOptions, journal: Journal, out: Console) -> int:
+def _dry_run(journal: Journal, out: Console) -> int:
     counts = journal.counts()
     invalid = 0
     for row in journal.rows():
@@ -371,8 +414,6 @@ def _dry_run(options: CleanupOptions, journal: Journal, out: Console) -> int:
             out.print(f"line {row.line}: invalid: {row.message}", highlight=False)
         elif row.outcome == "pending":
             out.print(f"would delete {row.gateway}/{row.connection}", highlight=False)
-    if options.report:
-        write_report(journal, options.report)
     out.print(
         f"dry run: {counts['pending']} tunnel(s) would be deleted, {invalid} invalid line(s), "
         f"{journal.duplicates()} duplicate(s); nothing was sent",

@@ -26,6 +26,9 @@ engine's job is to always have a delete ready for the limiter and never waste on
   which turns it back into pending-with-unknown-outcome when it is closed.
 
 Every outcome is committed to the journal before it is yielded by :meth:`CleanupEngine.outcomes`.
+A journal that fails (disk full, read-only, corrupted) stops the job: calls on the wire end,
+their rows stay ``inflight`` (an unknown outcome for the next run), and :meth:`outcomes` /
+:meth:`run` raise the :class:`~tcvpc.cleanup.journal.JournalError`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
-from tcvpc.cleanup.journal import Journal, PendingTunnel
+from tcvpc.cleanup.journal import Journal, JournalError, PendingTunnel
 from tcvpc.cleanup.protocol import CleanupClient, HasClientStats
 from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult
 from tcvpc.errors import (
@@ -196,6 +199,7 @@ class CleanupEngine:
         self._first_answer = asyncio.Event()
         self._stopping = False
         self._fatal: TcvpcError | None = None
+        self._journal_error: JournalError | None = None
         self._queue: asyncio.Queue[TunnelOutcome | _Stop] = asyncio.Queue()
         self._watcher = DeletionWatcher(
             client,
@@ -221,7 +225,11 @@ class CleanupEngine:
         return self._stopping
 
     async def outcomes(self) -> AsyncIterator[TunnelOutcome]:
-        """Run the job, yielding each outcome once it is durable in the journal."""
+        """Run the job, yielding each outcome once it is durable in the journal.
+
+        Raises :class:`~tcvpc.cleanup.journal.JournalError` (after the calls on the wire ended)
+        if the journal failed: the outcomes yielded before it are committed.
+        """
         runner = asyncio.create_task(self._main())
         try:
             while True:
@@ -274,10 +282,16 @@ class CleanupEngine:
 
     def _make_summary(self) -> Summary:
         requests, throttled, retries = self._client_stats()
+        try:
+            total = self._journal.total_tunnels()
+            counts: Mapping[str, int] = self._journal.counts()
+            duplicates = self._journal.duplicates()
+        except JournalError:  # a broken journal: what this run saw is all there is to say
+            total, counts, duplicates = self._total, dict(self._run.counts), 0
         return Summary(
-            total=self._journal.total_tunnels(),
-            counts=self._journal.counts(),
-            duplicates=self._journal.duplicates(),
+            total=total,
+            counts=counts,
+            duplicates=duplicates,
             done_this_run=self._run.done_this_run,
             requests_sent=requests,
             throttled=throttled,
@@ -297,20 +311,30 @@ class CleanupEngine:
             watcher_task = self._watcher_task = asyncio.create_task(self._watcher.run())
             await self._dispatch()
             await self._drain()
+            if self._journal_error is not None:
+                raise self._journal_error
         finally:
-            if watcher_task is not None:
-                watcher_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher_task
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            for timer in self._timers:
-                timer.cancel()
-            self._journal.release_inflight()
-            self._summary = self._make_summary()
-            self._queue.put_nowait(_DONE)
+            try:
+                if watcher_task is not None:
+                    watcher_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher_task
+                for task in list(self._tasks):
+                    task.cancel()
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                for timer in self._timers:
+                    timer.cancel()
+                with contextlib.suppress(JournalError):  # they stay inflight: the same to a resume
+                    self._journal.release_inflight()
+                self._summary = self._make_summary()
+            finally:
+                self._queue.put_nowait(_DONE)  # whatever happened, outcomes() must not wait on
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        """A journal write failed in a delete's task: stop the job, keep the first error."""
+        self._journal_error = self._journal_error or exc
+        self.stop()
 
     def _load(self) -> None:
         journal = self._journal
@@ -423,6 +447,14 @@ class CleanupEngine:
     # -- one tunnel --------------------------------------------------------------------------
 
     async def _delete(self, gw: _Gateway, item: PendingTunnel, workers: asyncio.Semaphore) -> None:
+        try:
+            await self._delete_one(gw, item, workers)
+        except JournalError as exc:
+            self._journal_failed(exc)
+
+    async def _delete_one(
+        self, gw: _Gateway, item: PendingTunnel, workers: asyncio.Semaphore
+    ) -> None:
         ref = item.tunnel
         worker_held = True
         try:

@@ -32,14 +32,18 @@ a rerun: a rerun is how an operator retries failures; ``deleted``/``already_gone
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tcvpc.cleanup.sources import InvalidLine, SourceItem, TunnelLine
 from tcvpc.models import DeleteOutcome, TunnelRef
@@ -47,6 +51,7 @@ from tcvpc.models import DeleteOutcome, TunnelRef
 __all__ = [
     "IngestStats",
     "Journal",
+    "JournalBusyError",
     "JournalError",
     "JournalRow",
     "PendingTunnel",
@@ -85,7 +90,72 @@ _INGEST_BATCH = 5000
 
 
 class JournalError(Exception):
-    """The journal cannot be used (unreadable, another job's, a newer schema)."""
+    """The journal cannot be used (unreadable, full, read-only, another job's, a newer schema).
+
+    Every SQLite error surfaces as this class, so a caller handles one type; whatever was
+    committed before it stays in the file, and a rerun with the same journal resumes from there.
+    """
+
+
+class JournalBusyError(JournalError):
+    """Another job holds the journal (its lock file is locked)."""
+
+
+_PRIVATE = 0o600  # journal, its -wal/-shm (SQLite copies the file's mode), lock, report
+
+
+class _JobLock:
+    """One job per journal: an exclusive ``flock`` on ``JOURNAL.lock``, held until close.
+
+    Why ``flock`` and not SQLite's ``locking_mode=EXCLUSIVE``: SQLite takes its lock at the
+    first write, after the second job has already opened the file (and would have released the
+    first job's in-flight rows), then makes it wait ``busy_timeout`` and fail without saying who
+    holds it. The lock file is locked before SQLite opens anything, the refusal is immediate, and
+    the holder's pid, host and start time can be written next to the lock. The kernel drops the
+    lock when the holder dies (even ``kill -9``), so a stale file never blocks a rerun; the file
+    is never deleted (unlinking a lock file races with a job that just opened it).
+    """
+
+    def __init__(self, journal: Path) -> None:
+        self.path = journal.with_name(journal.name + ".lock")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE)
+        except OSError as exc:
+            raise JournalError(f"cannot create lock file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise JournalBusyError(
+                f"journal {journal} is in use by another job ({holder}); "
+                "wait for it to finish or pass another --journal"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise JournalError(f"cannot lock {self.path}: {exc.strerror}") from None
+        self._fd: int | None = fd
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        with contextlib.suppress(OSError):  # informational only: the lock is what counts
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,35 +214,95 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = _JobLock(self.path)  # before SQLite touches the file
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self) -> None:
+        try:
+            # Created here with 0600 so SQLite's files inherit it (it gives -wal/-shm the main
+            # file's mode), whatever the umask.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _PRIVATE))
+        except OSError as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._execute("PRAGMA journal_mode=WAL")
+            self._execute("PRAGMA synchronous=NORMAL")
+            self._execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
             raise JournalError(f"cannot open journal {self.path}: {exc}") from None
         version = self.get_meta("schema")
         if version is None:
             self.set_meta("schema", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
+            self._db.close()
+            self._db = None
             raise JournalError(
                 f"journal {self.path} has schema {version}, expected {SCHEMA_VERSION}"
             )
 
+    def _execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Every statement goes through here: any SQLite error becomes a :class:`JournalError`."""
+        if self._db is None:
+            raise JournalError(f"journal {self.path} is closed")
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
+        try:
+            row: tuple[Any, ...] | None = self._execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return row
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """Stream a query's rows in chunks; errors while stepping become JournalError too."""
+        cur = self._execute(sql, params)
+        while True:
+            try:
+                chunk = cur.fetchmany(512)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
+            if not chunk:
+                return
+            yield from chunk
+
+    def _error(self, exc: sqlite3.Error) -> JournalError:
+        return JournalError(
+            f"journal {self.path}: {exc} (outcomes recorded so far are kept; fix the cause "
+            f"and rerun with --journal {self.path} to resume)"
+        )
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release in-flight rows (as a crash would be seen) and close; idempotent."""
-        if getattr(self, "_db", None) is None:
-            return
+        """Release in-flight rows (as a crash would be seen), close, unlock; idempotent.
+
+        A failing release (disk full, read-only) is not an error here: the rows stay
+        ``inflight``, which the next open treats exactly the same way.
+        """
         try:
-            self.release_inflight()
+            if self._db is not None:
+                with contextlib.suppress(JournalError):
+                    self.release_inflight()
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
         finally:
-            self._db.close()
-            self._db = None  # type: ignore[assignment]
+            self._lock.release()
 
     def __enter__(self) -> Journal:
         return self
@@ -186,11 +316,11 @@ class Journal:
         self.close()
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
@@ -250,12 +380,11 @@ class Journal:
         if not items:
             return 0, 0, 0
         tunnels = invalid = duplicates = 0
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._execute("BEGIN IMMEDIATE")
         try:
             for item in items:
                 if isinstance(item, InvalidLine):
-                    db.execute(
+                    self._execute(
                         "INSERT OR IGNORE INTO invalid (line, reason) VALUES (?, ?)",
                         (item.line, item.reason),
                     )
@@ -263,26 +392,27 @@ class Journal:
                     continue
                 assert isinstance(item, TunnelLine)
                 ref = item.tunnel
-                cur = db.execute(
+                cur = self._execute(
                     "INSERT OR IGNORE INTO tunnels (gw, conn, line) VALUES (?, ?, ?)",
                     (ref.vpn_gateway_id, ref.vpn_connection_id, item.line),
                 )
                 if cur.rowcount == 1:
                     tunnels += 1
                     continue
-                first = db.execute(
+                first = self._one(
                     "SELECT line FROM tunnels WHERE gw = ? AND conn = ?",
                     (ref.vpn_gateway_id, ref.vpn_connection_id),
-                ).fetchone()
+                )
                 if first is not None and first[0] != item.line:
-                    db.execute(
+                    self._execute(
                         "INSERT OR IGNORE INTO duplicates (line, gw, conn) VALUES (?, ?, ?)",
                         (item.line, ref.vpn_gateway_id, ref.vpn_connection_id),
                     )
                     duplicates += 1
-            db.execute("COMMIT")
+            self._execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(JournalError):  # the error itself may have ended it
+                self._execute("ROLLBACK")
             raise
         return tunnels, invalid, duplicates
 
@@ -294,19 +424,19 @@ class Journal:
         ``accepted`` rows (``--wait`` had not seen them disappear) become pending too; their
         ``accepted`` bit makes the next ``ResourceNotFound`` count as deleted.
         """
-        cur = self._db.execute(
+        cur = self._execute(
             "UPDATE tunnels SET state = 'pending', unknown = 1, not_before = 0 "
             "WHERE state = 'inflight'"
         )
         n = cur.rowcount
-        cur = self._db.execute(
+        cur = self._execute(
             "UPDATE tunnels SET state = 'pending', not_before = 0 WHERE state = 'accepted'"
         )
         return n + cur.rowcount
 
     def retry_failed(self) -> int:
         """Put ``failed`` tunnels back in the queue (a rerun retries failures)."""
-        cur = self._db.execute(
+        cur = self._execute(
             "UPDATE tunnels SET state = 'pending', outcome = NULL, not_before = 0, requeues = 0 "
             "WHERE state = 'done' AND outcome = 'failed'"
         )
@@ -314,19 +444,17 @@ class Journal:
 
     def pending_by_gateway(self) -> Iterator[tuple[str, int]]:
         """``(gateway, pending count)`` for every gateway with work (one row per gateway)."""
-        cur = self._db.execute(
-            "SELECT gw, COUNT(*) FROM tunnels WHERE state = 'pending' GROUP BY gw"
-        )
+        cur = self._all("SELECT gw, COUNT(*) FROM tunnels WHERE state = 'pending' GROUP BY gw")
         for gw, n in cur:
             yield str(gw), int(n)
 
     def next_pending(self, gateway: str, now: float | None = None) -> PendingTunnel | float | None:
         """The gateway's next tunnel due now; else the wall time the next one is due; else None."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT conn, line, attempts, requeues, unknown, accepted, not_before FROM tunnels "
             "WHERE gw = ? AND state = 'pending' ORDER BY not_before, rowid LIMIT 1",
             (gateway,),
-        ).fetchone()
+        )
         if row is None:
             return None
         conn, line, attempts, requeues, unknown, accepted, not_before = row
@@ -390,7 +518,7 @@ class Journal:
 
     def _update(self, tunnel: TunnelRef, assignments: str, params: tuple[object, ...] = ()) -> None:
         # Autocommit mode: each statement is its own transaction, committed on return.
-        self._db.execute(
+        self._execute(
             f"UPDATE tunnels SET {assignments} WHERE gw = ? AND conn = ?",  # noqa: S608 - fixed SQL
             (*params, tunnel.vpn_gateway_id, tunnel.vpn_connection_id),
         )
@@ -401,25 +529,27 @@ class Journal:
         """Tunnels by outcome (``pending`` for those without one yet), plus invalid lines."""
         out = {str(o): 0 for o in DeleteOutcome}
         out["pending"] = 0
-        for outcome, n in self._db.execute(
+        for outcome, n in self._all(
             "SELECT COALESCE(CASE WHEN state = 'done' THEN outcome END, 'pending'), COUNT(*) "
             "FROM tunnels GROUP BY 1"
         ):
             out[str(outcome)] = int(n)
-        out[str(DeleteOutcome.INVALID)] = int(
-            self._db.execute("SELECT COUNT(*) FROM invalid").fetchone()[0]
-        )
+        out[str(DeleteOutcome.INVALID)] = self._count("invalid")
         return out
 
     def duplicates(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM duplicates").fetchone()[0])
+        return self._count("duplicates")
 
     def total_tunnels(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM tunnels").fetchone()[0])
+        return self._count("tunnels")
+
+    def _count(self, table: str) -> int:
+        row = self._one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed table names
+        return 0 if row is None else int(row[0])
 
     def rows(self) -> Iterator[JournalRow]:
         """Every tunnel and invalid line in input-line order, streamed (for the report)."""
-        cur = self._db.execute(
+        cur = self._all(
             "SELECT line, gw, conn, CASE WHEN state = 'done' THEN outcome ELSE 'pending' END, "
             "code, message, request_id, attempts, inferred FROM tunnels "
             "UNION ALL SELECT line, NULL, NULL, 'invalid', 'InvalidLine', reason, NULL, 0, 0 "
@@ -437,10 +567,3 @@ class Journal:
                 attempts=int(attempts),
                 inferred=bool(inferred),
             )
-
-
-def remove_journal(path: str | Path) -> None:
-    """Delete a journal and its WAL side files (tests, dry runs)."""
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(f"{path}{suffix}")

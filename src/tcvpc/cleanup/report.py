@@ -5,20 +5,27 @@ covers every run: each tunnel appears exactly once (duplicates were folded at in
 order, with its final outcome, or ``pending`` when the job stopped before reaching it. Invalid
 lines appear as outcome ``invalid`` with their ``line`` number and the reason in ``message``.
 
-JSON lines by default; a path ending in ``.csv`` gives CSV with the same columns. The file is
-written next to its final name and renamed into place, so a reader never sees half a report.
+JSON lines by default; a path ending in ``.csv`` gives CSV with the same columns. In CSV a cell a
+spreadsheet would evaluate (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR: an API
+message is server-controlled text) gets a leading ``'`` (OWASP's rule); JSON lines stay raw.
+
+The file is opened (``open_report``) before the job sends anything, so a report that cannot be
+written is found before the first delete; it is written next to its final name, private to the
+user (0600), and renamed into place at the end, so a reader never sees half a report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 from pathlib import Path
+from typing import TextIO
 
 from tcvpc.cleanup.journal import Journal, JournalRow
 
-__all__ = ["REPORT_FIELDS", "write_report"]
+__all__ = ["REPORT_FIELDS", "ReportError", "ReportFile", "open_report", "write_report"]
 
 REPORT_FIELDS = (
     "VpnGatewayId",
@@ -31,6 +38,12 @@ REPORT_FIELDS = (
     "inferred",
     "line",
 )
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ReportError(Exception):
+    """The report cannot be written (no such directory, read-only, full...)."""
 
 
 def _record(row: JournalRow) -> dict[str, object]:
@@ -47,22 +60,82 @@ def _record(row: JournalRow) -> dict[str, object]:
     }
 
 
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: formula-looking strings get a leading ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+class ReportFile:
+    """A report being written: the temporary file exists from :func:`open_report` on."""
+
+    def __init__(self, target: Path, tmp: Path, out: TextIO) -> None:
+        self.path = target
+        self._tmp = tmp
+        self._out: TextIO | None = out
+        self._written = False
+
+    def write(self, journal: Journal) -> int:
+        """Write the report for everything in ``journal``, rename it into place; records."""
+        out = self._out
+        if out is None:
+            raise ReportError(f"report {self.path} was already written")
+        try:
+            count = 0
+            if self.path.suffix.lower() == ".csv":
+                writer = csv.DictWriter(out, fieldnames=REPORT_FIELDS)
+                writer.writeheader()
+                for row in journal.rows():
+                    writer.writerow({k: csv_cell(v) for k, v in _record(row).items()})
+                    count += 1
+            else:
+                for row in journal.rows():
+                    out.write(json.dumps(_record(row), ensure_ascii=False) + "\n")
+                    count += 1
+            out.close()
+            self._out = None
+            os.replace(self._tmp, self.path)
+            self._written = True
+        except OSError as exc:
+            self.discard()
+            raise ReportError(f"cannot write report {self.path}: {exc.strerror or exc}") from None
+        return count
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing to report); idempotent."""
+        if self._written:
+            return
+        if self._out is not None:
+            with contextlib.suppress(OSError):  # a full disk fails the flush: the file goes anyway
+                self._out.close()
+            self._out = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._tmp)
+
+
+def open_report(path: str | Path) -> ReportFile:
+    """Create the report's temporary file now (0600), or raise :class:`ReportError`."""
+    target = Path(path)
+    if target.is_dir():
+        raise ReportError(f"report path {target} is a directory")
+    tmp = target.with_name(target.name + ".tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise ReportError(f"cannot write report {target}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)  # an old .tmp keeps its mode through O_CREAT: make it private
+        out = os.fdopen(fd, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        os.close(fd)
+        raise ReportError(f"cannot write report {target}: {exc.strerror or exc}") from None
+    return ReportFile(target, tmp, out)
+
+
 def write_report(journal: Journal, path: str | Path) -> int:
     """Write the report for everything in ``journal``; returns the number of records."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8", newline="") as out:
-        if target.suffix.lower() == ".csv":
-            writer = csv.DictWriter(out, fieldnames=REPORT_FIELDS)
-            writer.writeheader()
-            for row in journal.rows():
-                record = _record(row)
-                writer.writerow({k: "" if v is None else v for k, v in record.items()})
-                count += 1
-        else:
-            for row in journal.rows():
-                out.write(json.dumps(_record(row), ensure_ascii=False) + "\n")
-                count += 1
-    os.replace(tmp, target)
-    return count
+    return open_report(path).write(journal)

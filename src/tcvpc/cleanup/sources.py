@@ -1,8 +1,10 @@
 """Where the tunnels to delete come from: a file or stdin (streamed), or discovery.
 
-Files are read one line at a time and every line becomes one item, so memory does not depend on
-the input's size and a bad line never stops the job: it becomes an :class:`InvalidLine` with its
-line number and the reason, and the next line goes on.
+Files are read as bytes in bounded chunks and every line becomes one item, so memory does not
+depend on the input's size (a line longer than ``max_line_bytes`` is dropped as it streams by,
+never held whole) and a bad line never stops the job: an over-long line, bytes that are not UTF-8,
+a NUL byte, broken CSV or JSON (even nested 50,000 deep) all become an :class:`InvalidLine` with
+its line number and the reason, and the next line goes on.
 
 The format is detected per line, so CSV and JSON lines may even be mixed:
 
@@ -21,12 +23,15 @@ unreadable file is an :class:`InputError` the command turns into exit status 2.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 from tcvpc.cleanup.protocol import CleanupClient
 from tcvpc.client import MAX_FILTER_VALUES
@@ -39,6 +44,7 @@ from tcvpc.models import (
 
 __all__ = [
     "CONNECTION_COLUMN",
+    "DEFAULT_MAX_LINE_BYTES",
     "GATEWAY_COLUMN",
     "InputError",
     "InvalidLine",
@@ -48,12 +54,18 @@ __all__ = [
     "open_input",
     "parse_lines",
     "read_input",
+    "read_items",
 ]
 
 GATEWAY_COLUMN = "VpnGatewayId"
 CONNECTION_COLUMN = "VpnConnectionId"
 
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+"""Real lines are about 40 bytes; the bound only stops a runaway line from costing memory."""
+
 _EXCERPT = 120
+_CHUNK = 64 * 1024
+_BOM = b"\xef\xbb\xbf"
 
 
 class InputError(Exception):
@@ -79,16 +91,17 @@ class InvalidLine:
 SourceItem = TunnelLine | InvalidLine
 
 
-def open_input(path: str | Path) -> TextIO:
+def open_input(path: str | Path) -> BinaryIO:
     """Open ``path`` (``-`` is stdin) for streaming, or raise :class:`InputError` now.
 
-    Undecodable bytes become U+FFFD, so they make that line invalid instead of the whole file.
+    A closed stdin, or stdin on ``/dev/null`` (what cron and systemd give a job by default), is
+    an error: it is never an empty list, and never a reason to discover tunnels instead.
     """
     if str(path) == "-":
-        return sys.stdin
+        return _stdin()
     p = Path(path)
     try:
-        return p.open(encoding="utf-8-sig", errors="replace", newline="")
+        return p.open("rb")
     except FileNotFoundError:
         raise InputError(f"input file not found: {p}") from None
     except IsADirectoryError:
@@ -97,15 +110,41 @@ def open_input(path: str | Path) -> TextIO:
         raise InputError(f"cannot read input file {p}: {exc.strerror or exc}") from None
 
 
-def read_input(path: str | Path) -> Iterator[SourceItem]:
+def _stdin() -> BinaryIO:
+    hint = "pipe the tunnels in, or give --input FILE"
+    stream = sys.stdin
+    if stream is None:  # Python leaves it None when file descriptor 0 was closed
+        raise InputError(f"--input -: stdin is closed; {hint}")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError) as exc:
+        if not isinstance(exc, io.UnsupportedOperation):  # not a real file: nothing to check
+            raise InputError(f"--input -: stdin is closed; {hint}") from None
+    else:
+        if stat.S_ISCHR(info.st_mode) and _is_dev_null(info):
+            raise InputError(f"--input -: stdin is /dev/null (a cron or systemd job?); {hint}")
+    return stream.buffer
+
+
+def _is_dev_null(info: os.stat_result) -> bool:
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return info.st_rdev == null.st_rdev
+
+
+def read_input(
+    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[SourceItem]:
     """Open ``path`` immediately (errors surface here) and stream its items."""
     stream = open_input(path)
-    return _read_and_close(stream, close=stream is not sys.stdin)
+    return _read_and_close(stream, max_line_bytes, close=str(path) != "-")
 
 
-def _read_and_close(stream: TextIO, *, close: bool) -> Iterator[SourceItem]:
+def _read_and_close(stream: BinaryIO, max_line_bytes: int, *, close: bool) -> Iterator[SourceItem]:
     try:
-        yield from parse_lines(stream)
+        yield from read_items(stream, max_line_bytes=max_line_bytes)
     except OSError as exc:  # e.g. EIO halfway through: the rest cannot be read
         raise InputError(f"error while reading input: {exc.strerror or exc}") from None
     finally:
@@ -113,13 +152,89 @@ def _read_and_close(stream: TextIO, *, close: bool) -> Iterator[SourceItem]:
             stream.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A line that never became text: too long, not UTF-8, a NUL byte."""
+
+    reason: str
+
+
+def read_items(
+    stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[SourceItem]:
+    """Stream the items of a binary input; any bytes give items or invalid lines, never a crash.
+
+    Only ``OSError`` from the stream itself escapes (the rest of the input cannot be read).
+    """
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be >= 1")
+    return _parse(_decode(_raw_lines(stream, max_line_bytes), max_line_bytes))
+
+
+def _raw_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """Lines without their ``\\n``; ``None`` for a line over ``limit`` bytes (never kept whole)."""
+    read = getattr(stream, "read1", stream.read)  # read1: a pipe's lines as they come
+    line = bytearray()
+    too_long = False
+    while chunk := read(_CHUNK):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if not too_long:
+                line += chunk[start:end]
+            yield None if too_long or len(line) > limit else bytes(line)
+            line.clear()
+            too_long = False
+            start = end + 1
+        if not too_long:
+            line += chunk[start:]
+            if len(line) > limit:
+                too_long = True  # drop it now; the rest of the line is skipped as it comes
+                line.clear()
+    if too_long:
+        yield None
+    elif line:
+        yield bytes(line)
+
+
+def _decode(lines: Iterable[bytes | None], limit: int) -> Iterator[str | _Unreadable]:
+    first = True
+    for raw in lines:
+        if raw is None:
+            yield _Unreadable(f"line longer than {limit} bytes (--max-line-bytes); skipped")
+        else:
+            if first and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if b"\0" in raw:
+                yield _Unreadable("contains a NUL byte")
+            else:
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield _Unreadable(
+                        f"not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+                    )
+        first = False
+
+
 def parse_lines(lines: Iterable[str]) -> Iterator[SourceItem]:
     """Turn text lines into items, numbering lines from 1 (blank and ``#`` lines count too)."""
+    return _parse(lines)
+
+
+def _parse(lines: Iterable[str | _Unreadable]) -> Iterator[SourceItem]:
     columns: tuple[int, int] | None = None  # (gateway index, connection index) from a header
     seen_data = False
     for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, _Unreadable):
+            seen_data = True
+            yield InvalidLine(number, raw.reason)
+            continue
         text = raw.strip().lstrip("\ufeff")
         if not text or text.startswith("#"):
+            continue
+        if "\0" in text:
+            seen_data = True
+            yield InvalidLine(number, "contains a NUL byte")
             continue
         if text.startswith("{"):
             seen_data = True
@@ -179,6 +294,10 @@ def _parse_json(number: int, text: str) -> SourceItem:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return InvalidLine(number, f"not valid JSON ({exc.msg}): {_excerpt(text)!r}")
+    except RecursionError:
+        return InvalidLine(number, "not valid JSON (nested too deep)")
+    except ValueError as exc:  # e.g. an integer too long to convert
+        return InvalidLine(number, f"not valid JSON ({_excerpt(str(exc))})")
     if not isinstance(obj, dict):
         return InvalidLine(number, "a JSON line must be an object")
     gateway = obj.get(GATEWAY_COLUMN)
@@ -224,7 +343,13 @@ async def discover(
     already ``DELETING`` are skipped: they are on their way out and a delete would be refused.
     A tunnel listed twice (pages shifting under deletions) is caught later by the journal's
     duplicate check. Items are numbered in discovery order, as if they were lines.
+
+    At least one non-empty filter is required: discovery never lists "every tunnel".
     """
+    if not (gateways or vpcs or name_prefix) or any(
+        not v.strip() for v in (*gateways, *vpcs, name_prefix or "x")
+    ):
+        raise ValueError("discovery needs a non-empty gateway, VPC or name-prefix filter")
     number = 0
     for gateway_chunk in _chunks(gateways, MAX_FILTER_VALUES):
         for vpc_chunk in _chunks(vpcs, MAX_FILTER_VALUES):

@@ -129,26 +129,35 @@ class DeletionWatcher:
         self._seq = itertools.count()
         self._changed = asyncio.Event()
         self._polls = asyncio.Semaphore(max_concurrent_polls)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._polling: dict[asyncio.Task[None], list[_Watch]] = {}
+        self._stopped = False
         self.polls = 0
-        self.looks = 0
-        self.failed_polls = 0
         self.fatal: AuthError | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def watch(self, tunnel: TunnelRef, since: float | None = None) -> asyncio.Future[WatchResult]:
-        """Start watching a tunnel whose delete was acknowledged at ``since`` (default: now)."""
+        """Start watching a tunnel whose delete was acknowledged at ``since`` (default: now).
+
+        Once the watcher has stopped, the future comes back cancelled: nobody would resolve it.
+        """
         start = self._clock() if since is None else since
         future: asyncio.Future[WatchResult] = asyncio.get_running_loop().create_future()
+        if self._stopped:
+            future.cancel()
+            return future
         entry = _Watch(start + self.estimator.first_look(), next(self._seq), tunnel, start, future)
         heapq.heappush(self._heap, entry)
         self._changed.set()
         return future
 
     async def run(self) -> None:
-        """Poll forever (until cancelled); cancelling also cancels the pending futures."""
+        """Poll forever (until cancelled); cancelling also cancels every pending future.
+
+        That includes the futures of polls on the wire, so whoever waits on a watch (the engine
+        draining after Ctrl-C) wakes up at once instead of waiting out its timeout.
+        """
         try:
             while True:
                 if not self._heap:
@@ -165,11 +174,14 @@ class DeletionWatcher:
                 if batch:
                     await self._polls.acquire()
                     task = asyncio.create_task(self._poll(batch))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._polling[task] = batch
+                    task.add_done_callback(self._polling.pop)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
+            self._stopped = True
+            for task, polled in list(self._polling.items()):
+                task.cancel()  # a task cancelled before its first step never runs its handlers
+                for entry in polled:
+                    entry.future.cancel()
             for entry in self._heap:
                 entry.future.cancel()
             self._heap.clear()
@@ -218,7 +230,6 @@ class DeletionWatcher:
                         w.future.set_exception(exc)
                 return
             except TcvpcError:
-                self.failed_polls += 1
                 now = self._clock()
                 for w in batch:
                     w.due = now + self.retry_after
@@ -227,7 +238,6 @@ class DeletionWatcher:
             now = self._clock()
             seen_at = (sent + now) / 2
             self.polls += 1
-            self.looks += len(batch)
             for w in batch:
                 if w.future.done():
                     continue
