@@ -57,6 +57,8 @@ class FakeVpc:
         invalid_state: Mapping[str, int] | None = None,
         fail: Mapping[str, int] | None = None,
         block: asyncio.Event | None = None,
+        describe_block: asyncio.Event | None = None,
+        fail_message: str = "boom",
     ) -> None:
         self.tunnels = {r.vpn_connection_id: _Tunnel(r.vpn_gateway_id) for r in refs}
         self.delete_seconds = delete_seconds
@@ -65,6 +67,8 @@ class FakeVpc:
         self.invalid_state = dict(invalid_state or {})
         self.fail = dict(fail or {})
         self.block = block
+        self.describe_block = describe_block
+        self.fail_message = fail_message
         self.mutex_until: dict[str, float] = {}
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight_per_gateway = 0
@@ -120,7 +124,9 @@ class FakeVpc:
             )
         if self.fail.get(conn, 0) > 0:
             self.fail[conn] -= 1
-            raise ServerError("InternalError", "boom", request_id=rid, action="DeleteVpnConnection")
+            raise ServerError(
+                "InternalError", self.fail_message, request_id=rid, action="DeleteVpnConnection"
+            )
         self._expire()
         tunnel = self.tunnels.get(conn)
         if tunnel is None or tunnel.gateway != gw:
@@ -162,6 +168,8 @@ class FakeVpc:
     ) -> AsyncIterator[VpnConnection]:
         self.describes += 1
         self.stats.requests_sent += 1
+        if self.describe_block is not None:
+            await self.describe_block.wait()
         await asyncio.sleep(self.latency)
         self._expire()
         wanted_ids = set((filters or {}).get("vpn-connection-id", vpn_connection_ids or ()))

@@ -1,14 +1,31 @@
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import sqlite3
+import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cleanup_fakes import FakeVpc, make_refs
+from click.testing import CliRunner
 
+from tcvpc.cleanup.command import cleanup_command
 from tcvpc.cleanup.engine import CleanupEngine
-from tcvpc.cleanup.journal import Journal, JournalError, PendingTunnel, default_journal_path
+from tcvpc.cleanup.journal import (
+    Journal,
+    JournalBusyError,
+    JournalError,
+    PendingTunnel,
+    default_journal_path,
+)
+from tcvpc.cleanup.report import write_report
 from tcvpc.cleanup.sources import InvalidLine, TunnelLine
 from tcvpc.models import DeleteOutcome, TunnelRef
 
@@ -128,3 +145,97 @@ async def test_resume_never_resends_what_is_done(make_journal: MakeJournal) -> N
     row = next(r for r in journal.rows() if r.connection == refs[2].vpn_connection_id)
     assert row.outcome == "deleted"
     assert row.inferred
+
+
+# -- one job per journal -------------------------------------------------------------------------
+
+
+def test_a_second_job_on_the_same_journal_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal(path):
+        started = time.monotonic()
+        with pytest.raises(JournalBusyError) as refused:
+            Journal(path)
+        assert time.monotonic() - started < 2  # at once, not after SQLite's busy timeout
+        message = str(refused.value)
+        assert f"pid {os.getpid()}" in message
+        assert socket.gethostname() in message
+        assert "started 20" in message
+    Journal(path).close()  # released on close
+
+
+def test_a_killed_holder_does_not_block_the_next_run(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    code = (
+        "import sys, time; from tcvpc.cleanup.journal import Journal; "
+        f"j = Journal({str(path)!r}); print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(JournalBusyError, match=f"pid {holder.pid} "):
+            Journal(path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    with Journal(path) as journal:  # the lock file is still there; the lock is not
+        assert journal.path.with_name("j.sqlite.lock").exists()
+
+
+# -- files private to the user -------------------------------------------------------------------
+
+
+def test_journal_wal_shm_lock_and_report_are_0600_under_a_permissive_umask(
+    tmp_path: Path,
+) -> None:
+    old = os.umask(0)
+    try:
+        path = tmp_path / "j.sqlite"
+        with Journal(path) as journal:
+            journal.ingest([TunnelLine(1, make_refs(1, 1)[0])])
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")]
+            for report in (tmp_path / "r.jsonl", tmp_path / "r.csv"):
+                write_report(journal, report)
+                files.append(report)
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in files}
+    finally:
+        os.umask(old)
+    assert modes == {f.name: 0o600 for f in files}
+
+
+# -- a read-only journal -------------------------------------------------------------------------
+
+
+def test_a_read_only_journal_ends_the_command_with_exit_2_before_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.csv"
+    ref = make_refs(1, 1)[0]
+    path.write_text(f"{ref.vpn_gateway_id},{ref.vpn_connection_id}\n")
+    journal_path = tmp_path / "j.sqlite"
+    with Journal(journal_path) as journal:
+        journal.claim_source(str(path.resolve()))
+        journal.ingest([TunnelLine(1, ref)])
+        journal.mark_inflight(ref)
+    os.chmod(journal_path, 0o400)
+    if os.geteuid() == 0:  # root writes through file modes: open it the way SQLite opens a
+        connect = sqlite3.connect  # file it cannot write (read-only mode)
+
+        def read_only(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+            return connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
+
+        monkeypatch.setattr(sqlite3, "connect", read_only)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDtest")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "key")
+    # A closed loopback port: anything sent would fail differently (and slowly).
+    args = ["--input", str(path), "--journal", str(journal_path), "--region", "ap-guangzhou"]
+    result = CliRunner().invoke(cleanup_command, [*args, "--endpoint", "http://127.0.0.1:9"])
+    assert result.exit_code == 2, result.output
+    assert "readonly" in result.output or "Permission denied" in result.output
+    os.chmod(journal_path, 0o600)
+    monkeypatch.undo()
+    with Journal(journal_path) as journal:  # the row on the wire is still accounted for
+        item = journal.next_pending(ref.vpn_gateway_id)
+        assert isinstance(item, PendingTunnel)
+        assert item.unknown

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import io
+import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
 from cleanup_fakes import FakeVpc, make_refs
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tcvpc.cleanup import sources
 from tcvpc.cleanup.sources import (
+    DEFAULT_MAX_LINE_BYTES,
     InputError,
     InvalidLine,
     SourceItem,
@@ -14,6 +20,7 @@ from tcvpc.cleanup.sources import (
     discover,
     parse_lines,
     read_input,
+    read_items,
 )
 from tcvpc.models import TunnelRef, TunnelState
 
@@ -120,3 +127,96 @@ async def test_discovery_filters_prefix_and_skips_deleting() -> None:
     prefix = f"name-{refs[5].vpn_connection_id}"
     found = [i async for i in discover(fake, name_prefix=prefix)]
     assert [i.tunnel for i in found if isinstance(i, TunnelLine)] == [refs[5]]
+
+
+# -- stdin that is not an input ------------------------------------------------------------------
+
+
+def test_closed_stdin_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", None)  # what Python sets when fd 0 was closed
+    with pytest.raises(InputError, match="stdin is closed"):
+        read_input("-")
+    closed = io.TextIOWrapper(io.BytesIO())
+    closed.close()
+    monkeypatch.setattr("sys.stdin", closed)
+    with pytest.raises(InputError, match="stdin is closed"):
+        read_input("-")
+
+
+def test_stdin_on_dev_null_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with open(os.devnull) as null:
+        monkeypatch.setattr("sys.stdin", null)
+        with pytest.raises(InputError, match="/dev/null"):
+            read_input("-")
+
+
+# -- input that costs memory out of proportion ---------------------------------------------------
+
+
+def read_bytes(data: bytes, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> list[SourceItem]:
+    return list(read_items(io.BytesIO(data), max_line_bytes=max_line_bytes))
+
+
+def test_an_over_long_line_is_invalid_and_the_next_line_goes_on() -> None:
+    ok = f"{GW},{C1}\n".encode()
+    got = read_bytes(ok + b"," * 5000 + b"\n" + ok.replace(b"0001\n", b"0002\n"), 1024)
+    assert got[0] == TunnelLine(1, TunnelRef(GW, C1))
+    assert isinstance(got[1], InvalidLine)
+    assert got[1].line == 2
+    assert "longer than 1024 bytes" in got[1].reason
+    assert got[2] == TunnelLine(3, TunnelRef(GW, "vpnx-cccc0002"))
+    line = f"{GW},{C1}".encode()  # exactly at the bound is fine; one byte over is not
+    assert read_bytes(line, len(line)) == [TunnelLine(1, TunnelRef(GW, C1))]
+    assert isinstance(read_bytes(line + b" ", len(line))[0], InvalidLine)
+
+
+def test_a_20_mb_line_is_never_held_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as f:
+        for _ in range(20):
+            f.write(b"," * 1_000_000)
+        f.write(f"\n{GW},{C1}\n".encode())
+    tracemalloc.start()
+    try:
+        got = list(read_input(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [type(i) for i in got] == [InvalidLine, TunnelLine]
+    assert peak < 2_000_000  # about the bound (64 KiB) and one read chunk, not 20 MB
+
+
+def test_every_decode_failure_is_one_invalid_line() -> None:
+    ok = f"{GW},{C1}\n".encode()
+    nested = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n"  # RecursionError in json
+    deep = b'{"VpnGatewayId": ' + b"{" * 50_000 + b"}" * 50_000 + b"}\n"
+    lines = [
+        nested,
+        deep,
+        b"vpngw-\xff\xfe0001,vpnx-cccc0009\n",  # not UTF-8
+        b"vpngw-aaaa0001,vpnx-cc\x00cc0001\n",  # NUL
+        b'"unterminated,quote\n',
+        b'{"VpnGatewayId": 1' + b"0" * 5000 + b"}\n",  # int too long to convert
+        b"\r\n",  # only a CR: blank
+        b"a,\r,b\n",
+    ]
+    got = read_bytes(b"".join(lines) + ok, 200_000)
+    assert got[-1] == TunnelLine(len(lines) + 1, TunnelRef(GW, C1))
+    invalid = [i for i in got if isinstance(i, InvalidLine)]
+    assert [i.line for i in invalid] == [1, 2, 3, 4, 5, 6, 8]
+    reasons = [i.reason for i in invalid]
+    assert "nested too deep" in reasons[0]
+    assert "not valid JSON" in reasons[1]
+    assert "not UTF-8" in reasons[2]
+    assert "NUL" in reasons[3]
+
+
+@given(st.binary(max_size=400), st.integers(min_value=1, max_value=40), st.integers(1, 17))
+def test_chunked_lines_match_a_plain_split(data: bytes, limit: int, chunk: int) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "_CHUNK", chunk)
+        got = list(sources._raw_lines(io.BytesIO(data), limit))
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    assert got == [None if len(p) > limit else p for p in parts]

@@ -113,7 +113,7 @@ def open_input(path: str | Path) -> BinaryIO:
 def _stdin() -> BinaryIO:
     hint = "pipe the tunnels in, or give --input FILE"
     stream = sys.stdin
-    if stream is None:  # Python leaves it None when file descriptor 0 was closed
+    if stream is None or stream.closed:  # None: file descriptor 0 was closed at startup
         raise InputError(f"--input -: stdin is closed; {hint}")
     try:
         info = os.fstat(stream.fileno())
