@@ -8,7 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import tcvpc
 from tcvpc.cleanup.command import cleanup_command, demo_command
+from tcvpc.cleanup.journal import Journal
 from tcvpc.emulator import (
     DEMO_REGION,
     DEMO_SECRET_ID,
@@ -44,21 +45,33 @@ def cli_env(tmp_path: Path, *, secret_key: str = DEMO_SECRET_KEY) -> dict[str, s
     return env
 
 
-async def start_cli(tmp_path: Path, *args: str, **kw: str) -> asyncio.subprocess.Process:
+async def start_cli(
+    tmp_path: Path,
+    *args: str,
+    stdin: int | None = None,
+    preexec_fn: Callable[[], object] | None = None,
+    **kw: str,
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         CLI,
         *args,
         env=cli_env(tmp_path, **kw),
+        stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
 
 
-async def run_cli(tmp_path: Path, *args: str, **kw: str) -> tuple[int, str, str]:
-    proc = await start_cli(tmp_path, *args, **kw)
-    out, err = await asyncio.wait_for(proc.communicate(), 90)
+async def run_cli(
+    tmp_path: Path, *args: str, stdin: int | None = None, input: bytes | None = None, **kw: str
+) -> tuple[int, str, str]:
+    if input is not None:
+        stdin = asyncio.subprocess.PIPE
+    proc = await start_cli(tmp_path, *args, stdin=stdin, **kw)
+    out, err = await asyncio.wait_for(proc.communicate(input), 90)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -282,3 +295,95 @@ def test_demo_runs_and_leaves_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(demo_command, args)
     assert result.exit_code == 0, result.output
     assert "0 tunnel(s) left" in result.output
+
+
+# -- nothing is ever deleted by mistake ----------------------------------------------------------
+
+
+def requests_seen(emu: Emulator) -> int:
+    requests = emu.stats()["requests"]
+    assert isinstance(requests, dict)
+    return sum(sum(codes.values()) for codes in requests.values())
+
+
+def close_stdin() -> None:
+    os.close(0)
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=3, tunnels_per_gateway=4)
+@pytest.mark.parametrize(
+    ("how", "said"), [("devnull", "stdin is /dev/null"), ("closed", "stdin is closed")]
+)
+async def test_stdin_closed_or_dev_null_is_exit_2_and_discovers_nothing(
+    emulator: Emulator, tmp_path: Path, how: str, said: str
+) -> None:
+    args = ("--input", "-", "--yes", "--endpoint", emulator.url)
+    if how == "devnull":
+        proc = await start_cli(tmp_path, *args, stdin=asyncio.subprocess.DEVNULL)
+    else:
+        proc = await start_cli(tmp_path, *args, preexec_fn=close_stdin)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 2, err.decode() + out.decode()
+    assert said in err.decode()
+    assert requests_seen(emulator) == 0
+    assert len(emulator.tunnels()) == 12
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=3, tunnels_per_gateway=4)
+async def test_an_empty_input_is_nothing_to_do(emulator: Emulator, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("VpnGatewayId,VpnConnectionId\n# nothing today\n")
+    report = tmp_path / "r.jsonl"
+    args = ("--endpoint", emulator.url, "--yes", "--report", str(report))
+    rc, out, err = await run_cli(tmp_path, "--input", str(empty), *args)
+    assert rc == 0, err + out
+    assert "nothing to do" in err
+    assert report.read_text() == ""
+    rc, out, err = await run_cli(tmp_path, "--input", "-", *args, input=b"")  # an empty pipe
+    assert rc == 0, err + out
+    assert "nothing to do" in err
+    assert requests_seen(emulator) == 0
+    assert len(emulator.tunnels()) == 12
+
+
+def test_empty_discovery_filters_are_exit_2(tmp_path: Path) -> None:
+    for flag in ("--name-prefix", "--gateway", "--vpc"):
+        result = CliRunner().invoke(cleanup_command, [flag, " ", "--yes"])
+        assert result.exit_code == 2, result.output
+        assert "would match every tunnel" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=2, tunnels_per_gateway=3)
+async def test_a_second_job_on_a_held_journal_is_exit_2_naming_the_holder(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    write_input(emulator, tmp_path / "t.csv")
+    journal = tmp_path / "j.sqlite"
+    with Journal(journal):  # the first job
+        rc, out, err = await run_cli(
+            tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+            "--journal", str(journal),
+        )  # fmt: skip
+    assert rc == 2, err + out
+    assert f"in use by another job (pid {os.getpid()} on" in " ".join(err.split())
+    assert requests_seen(emulator) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=2, tunnels_per_gateway=3)
+async def test_an_unwritable_report_is_found_before_the_first_delete(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    write_input(emulator, tmp_path / "t.csv")
+    for report in (tmp_path / "no-such-dir" / "r.jsonl", tmp_path):
+        rc, out, err = await run_cli(
+            tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+            "--report", str(report),
+        )  # fmt: skip
+        assert rc == 2, err + out
+        assert "report" in err
+    assert requests_seen(emulator) == 0
+    assert len(emulator.tunnels()) == 6
