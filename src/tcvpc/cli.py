@@ -9,7 +9,8 @@ from __future__ import annotations
 import click
 
 from tcvpc._version import __version__
-from tcvpc.cleanup.command import cleanup_command, demo_command
+from tcvpc.cleanup.command import cleanup_command
+from tcvpc.cleanup.demo import demo_command
 from tcvpc.emulator.command import emulator_command
 
 

@@ -31,6 +31,7 @@ from typing import Any, Self
 import aiohttp
 
 from tcvpc import signing
+from tcvpc.apilimits import MAX_FILTER_VALUES, MAX_FILTERS, PAGE_LIMIT
 from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
 from tcvpc.endpoint import Endpoint, parse_endpoint
 from tcvpc.errors import (
@@ -62,10 +63,6 @@ API_VERSION = "2017-03-12"
 SERVICE = "vpc"
 CONTENT_TYPE = "application/json"
 ENV_REGION = "TENCENTCLOUD_REGION"
-PAGE_LIMIT = 100
-"""The API's maximum ``Limit`` for DescribeVpnConnections, and its maximum IDs per request."""
-MAX_FILTERS = 10
-MAX_FILTER_VALUES = 5
 _EXCERPT = 200
 
 

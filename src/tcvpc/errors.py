@@ -169,6 +169,13 @@ class BadRequestError(ApiError):
     """The request is wrong (parameters, action, version, region, quota): never retried."""
 
 
+class SetupError(BadRequestError):
+    """The setup is wrong (region, action, version, product, protocol): every call would fail.
+
+    A bulk job stops at the first one instead of failing each item with it.
+    """
+
+
 _EXACT: dict[str, type[ApiError]] = {
     "LimitExceeded.ActionLimited": ThrottledError,
     "ServiceUnavailable": ServerError,
@@ -179,6 +186,12 @@ _EXACT: dict[str, type[ApiError]] = {
     "AuthFailure.SignatureExpire": SignatureExpiredError,
     "IpInBlacklist": AuthError,
     "IpNotInWhitelist": AuthError,
+    "UnsupportedRegion": SetupError,
+    "InvalidAction": SetupError,
+    "NoSuchVersion": SetupError,
+    "NoSuchProduct": SetupError,
+    "ActionOffline": SetupError,
+    "UnsupportedProtocol": SetupError,
 }
 
 # Codes that come with sub-codes (``InternalError.ModuleError``): the family decides.

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 import tcvpc
-from tcvpc.cleanup.command import cleanup_command, demo_command
+from tcvpc.cleanup.command import cleanup_command
+from tcvpc.cleanup.demo import demo_command
 from tcvpc.cleanup.journal import Journal
 from tcvpc.emulator import (
     DEMO_REGION,

@@ -1,8 +1,8 @@
-"""``tcvpc cleanup`` and ``tcvpc demo``: thin click commands over the cleanup library.
+"""``tcvpc cleanup``: a thin click command over the cleanup library.
 
-They parse flags, check everything that can be checked before the first request (input file,
-credentials, region, endpoint, journal), wire the client, journal, engine and display together,
-and map the result to the exit status:
+It parses flags, checks everything that can be checked before the first request (input file,
+credentials, region, endpoint, journal, report), wires the client, journal, engine and display
+together, and maps the result to the exit status:
 
 * 0: every tunnel ended ``deleted`` or ``already_gone`` and no input line was invalid; also an
   input that names no tunnel at all (said on stderr: "nothing to do");
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import signal
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import BinaryIO
 import click
 from rich.console import Console
 
-from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, Summary
+from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, Summary, job_retry_policy
 from tcvpc.cleanup.journal import Journal, JournalError, default_journal_path
 from tcvpc.cleanup.progress import show_progress, summary_table
 from tcvpc.cleanup.protocol import CleanupClient
@@ -50,9 +49,17 @@ from tcvpc.credentials import Credential
 from tcvpc.errors import CredentialsNotFoundError
 from tcvpc.ratelimit import DEFAULT_RATE
 from tcvpc.regions import KNOWN_REGIONS, is_known_region
-from tcvpc.retry import Backoff, RetryPolicy
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_INTERRUPTED", "cleanup_command", "demo_command"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "CleanupOptions",
+    "cleanup",
+    "cleanup_command",
+    "run_cleanup",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -120,22 +127,6 @@ class CleanupOptions:
             "prefix=" + (self.name_prefix or ""),
         ]
         return "discover:" + ";".join(parts)
-
-
-def job_retry_policy() -> RetryPolicy:
-    """Patient, still jittered; ``DeleteVpnConnInvalidState`` is requeued by the engine.
-
-    Throttled deletes start from a 0.25 s window instead of 1 s: every attempt of the job goes
-    through the client's strict limiter, which the throttle pacer slows down, so the retry wait
-    does not have to keep the rate down; it only spreads the retries (full jitter). Each second
-    a throttled delete sleeps is a second added to its gateway's serial chain (measured on the
-    emulator with 1% throttle bursts: 18.0 s with a 1 s window, 14.8 s with 0.25 s).
-    """
-    return dataclasses.replace(
-        RetryPolicy.patient(),
-        throttled=Backoff(0.25, 20.0, 20),
-        invalid_state=Backoff(0.0, 0.0, 1),
-    )
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -243,13 +234,19 @@ def run_cleanup(options: CleanupOptions, *, console: Console | None = None) -> i
     out = console or Console()
     err = Console(stderr=True)
     try:
-        return asyncio.run(_cleanup(options, out, err))
-    except (_ConfigError, InputError, JournalError, ReportError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        return EXIT_CONFIG
+        return asyncio.run(cleanup(options, out, err))
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         return EXIT_INTERRUPTED
+
+
+async def cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
+    """The command inside a running loop (the demo runs it beside its emulator); exit status."""
+    try:
+        return await _cleanup(options, out, err)
+    except (_ConfigError, InputError, JournalError, ReportError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_CONFIG
 
 
 def _make_client(options: CleanupOptions) -> VpcClient:
@@ -362,10 +359,7 @@ async def _with_journal(
         return EXIT_FAILED if invalid else EXIT_OK
 
     config = EngineConfig(
-        concurrency=options.concurrency,
-        per_gateway=options.per_gateway,
-        wait=options.wait,
-        retry_policy=job_retry_policy(),
+        concurrency=options.concurrency, per_gateway=options.per_gateway, wait=options.wait
     )
     engine = CleanupEngine(client, journal, config)
     summary = await _run_engine(engine, out, err)
@@ -465,131 +459,3 @@ def _exit_status(summary: Summary) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
-
-
-# -- the demo ---------------------------------------------------------------------------------
-
-
-@click.command("demo")
-@click.option("--gateways", default=60, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--tunnels-per-gateway", default=50, show_default=True, type=click.IntRange(1, 1000))
-@click.option(
-    "--delete-seconds",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0.0, 60.0),
-    help="How long a deleted tunnel stays DELETING (and holds its gateway's mutex).",
-)
-@click.option(
-    "--fault-rate",
-    default=0.02,
-    show_default=True,
-    type=click.FloatRange(0.0, 0.5),
-    help="Share of requests that meet an injected fault.",
-)
-@click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--report", metavar="PATH", help="Also write the per-tunnel report.")
-def demo_command(
-    gateways: int,
-    tunnels_per_gateway: int,
-    delete_seconds: float,
-    fault_rate: float,
-    seed: int,
-    report: str | None,
-) -> None:
-    """Run a cleanup against a local emulator: no credentials, no network.
-
-    Starts the emulator in this process with gateways x tunnels-per-gateway tunnels, realistic
-    delete and mutex times and some injected faults, deletes them all, prints the summary and
-    stops everything.
-    """
-    sys.exit(run_demo(gateways, tunnels_per_gateway, delete_seconds, fault_rate, seed, report))
-
-
-def run_demo(
-    gateways: int,
-    tunnels_per_gateway: int,
-    delete_seconds: float,
-    fault_rate: float,
-    seed: int,
-    report: str | None,
-    *,
-    console: Console | None = None,
-) -> int:
-    out = console or Console()
-    try:
-        return asyncio.run(
-            _demo(gateways, tunnels_per_gateway, delete_seconds, fault_rate, seed, report, out)
-        )
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-
-
-async def _demo(
-    gateways: int,
-    tunnels_per_gateway: int,
-    delete_seconds: float,
-    fault_rate: float,
-    seed: int,
-    report: str | None,
-    out: Console,
-) -> int:
-    from tcvpc.emulator import (
-        DEMO_REGION,
-        DEMO_SECRET_ID,
-        DEMO_SECRET_KEY,
-        Emulator,
-        EmulatorConfig,
-        FaultConfig,
-    )
-
-    config = EmulatorConfig(
-        gateways=gateways,
-        tunnels_per_gateway=tunnels_per_gateway,
-        delete_seconds=delete_seconds,
-        faults=FaultConfig.spread(fault_rate),
-        stall_seconds=3.0,
-        seed=seed,
-    )
-    total = gateways * tunnels_per_gateway
-    bound = max(total / DEFAULT_RATE, tunnels_per_gateway * delete_seconds)
-    async with Emulator(config) as emulator:
-        out.print(
-            f"[bold]tcvpc demo[/]: emulator at {emulator.url} with {total} tunnels on {gateways} "
-            f"gateways; delete/mutex {delete_seconds:g} s; {fault_rate:.0%} of requests faulty. "
-            f"Lower bound on the time: {bound:.1f} s.",
-            highlight=False,
-        )
-        with tempfile.TemporaryDirectory(prefix="tcvpc-demo-") as tmp:
-            tunnel_file = Path(tmp) / "tunnels.csv"
-            with tunnel_file.open("w", encoding="utf-8") as f:
-                f.write("VpnGatewayId,VpnConnectionId\n")
-                for t in emulator.tunnels():
-                    f.write(f"{t['gateway']},{t['id']}\n")
-            options = CleanupOptions(
-                input=str(tunnel_file),
-                region=DEMO_REGION,
-                endpoint=emulator.url,
-                journal=str(Path(tmp) / "demo.journal.sqlite"),
-                report=report,
-                credential=Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
-                timeout=2.0,
-            )
-            err = Console(stderr=True)
-            try:
-                status = await _cleanup(options, out, err)
-            except _ConfigError as exc:
-                err.print(f"[red]error:[/] {exc}", highlight=False)
-                return EXIT_CONFIG
-        # The last deletes were accepted moments ago: give them their delete time to finish.
-        for _ in range(int((delete_seconds + 2.0) / 0.05)):
-            if not emulator.state.counts()["DELETING"]:
-                break
-            await asyncio.sleep(0.05)  # the emulator expires lazily: nothing to wait on
-        left = emulator.state.counts()
-        out.print(
-            f"emulator: {left['total']} tunnel(s) left "
-            f"({left.get('DELETING', 0)} still DELETING, {left.get('AVAILABLE', 0)} available)",
-            highlight=False,
-        )
-    return status

@@ -354,7 +354,7 @@ class Journal:
 
         def flush() -> None:
             nonlocal tunnels, invalid, duplicates
-            t, i, d = self._ingest_batch(pending)
+            t, i, d = self.ingest_batch(pending)
             tunnels += t
             invalid += i
             duplicates += d
@@ -373,10 +373,10 @@ class Journal:
         self.set_meta("ingest_complete", "1")
 
     def ingest_batch(self, items: list[SourceItem]) -> tuple[int, int, int]:
-        """Insert one batch in one transaction; ``(new tunnels, invalid, duplicates)``."""
-        return self._ingest_batch(items)
+        """Insert one batch in one transaction; ``(new tunnels, invalid, duplicates)``.
 
-    def _ingest_batch(self, items: list[SourceItem]) -> tuple[int, int, int]:
+        :meth:`ingest` batches a stream; discovery (an async stream) calls this directly.
+        """
         if not items:
             return 0, 0, 0
         tunnels = invalid = duplicates = 0

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from tcvpc.apilimits import MAX_FILTER_VALUES
 from tcvpc.cleanup.protocol import CleanupClient
-from tcvpc.client import MAX_FILTER_VALUES
 from tcvpc.models import (
     TunnelRef,
     TunnelState,

@@ -42,8 +42,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tcvpc.apilimits import MAX_FILTER_VALUES
 from tcvpc.cleanup.protocol import CleanupClient
-from tcvpc.client import MAX_FILTER_VALUES
 from tcvpc.errors import AuthError, TcvpcError
 from tcvpc.models import TunnelRef, TunnelState
 from tcvpc.retry import RetryPolicy
