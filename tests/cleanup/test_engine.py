@@ -5,12 +5,13 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 
+import pytest
 from cleanup_fakes import FakeVpc, make_refs
 
-from tcvpc.cleanup.engine import CleanupEngine, EngineConfig
+from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, job_retry_policy
 from tcvpc.cleanup.journal import Journal
-from tcvpc.errors import AuthError
-from tcvpc.models import DeleteOutcome, TunnelRef
+from tcvpc.errors import AuthError, SetupError, api_error
+from tcvpc.models import DeleteOutcome, DeleteResult, TunnelRef
 
 MakeJournal = Callable[[Sequence[TunnelRef]], Journal]
 
@@ -90,6 +91,47 @@ async def test_authentication_failure_stops_the_job_at_once(make_journal: MakeJo
     assert summary.counts["pending"] == 200
     assert summary.counts["failed"] == 0
     assert not summary.ok
+
+
+class RaisingVpc(FakeVpc):
+    """Every delete meets the same API error (built from its code, as the client builds it)."""
+
+    def __init__(self, refs: Sequence[TunnelRef], code: str) -> None:
+        super().__init__(refs)
+        self.code = code
+
+    def _delete(self, gw: str, conn: str, missing_ok: bool) -> DeleteResult:
+        raise api_error(self.code, "no", request_id="r", action="DeleteVpnConnection")
+
+
+@pytest.mark.parametrize("code", ["UnsupportedRegion", "InvalidAction", "NoSuchVersion"])
+async def test_a_setup_error_stops_the_job_by_its_class(
+    make_journal: MakeJournal, code: str
+) -> None:
+    refs = make_refs(5, 4)
+    fake = RaisingVpc(refs, code)
+    summary = await CleanupEngine(fake, make_journal(refs), EngineConfig(concurrency=8)).run()
+    assert isinstance(summary.fatal, SetupError)
+    assert len(fake.deletes) == 1
+    assert summary.counts["pending"] == 20
+
+
+async def test_a_bad_request_fails_only_its_tunnel(make_journal: MakeJournal) -> None:
+    refs = make_refs(2, 2)
+    fake = RaisingVpc(refs, "InvalidParameterValue.Malformed")
+    summary = await CleanupEngine(fake, make_journal(refs)).run()
+    assert summary.fatal is None
+    assert summary.counts["failed"] == 4
+
+
+async def test_the_default_policy_leaves_invalid_state_to_the_engine(
+    make_journal: MakeJournal,
+) -> None:
+    refs = make_refs(1, 1)
+    fake = FakeVpc(refs)
+    await CleanupEngine(fake, make_journal(refs)).run()
+    assert fake.policies == [job_retry_policy()]
+    assert job_retry_policy().invalid_state.max_attempts == 1
 
 
 async def test_failures_are_recorded_and_retried_by_a_rerun(make_journal: MakeJournal) -> None:

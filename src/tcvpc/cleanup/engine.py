@@ -35,13 +35,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
-import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
+from tcvpc.cleanup.gateways import Gateway, GatewayQueue
 from tcvpc.cleanup.journal import Journal, JournalError, PendingTunnel
 from tcvpc.cleanup.protocol import CleanupClient, HasClientStats
 from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult
@@ -171,15 +170,6 @@ class Summary:
         return self.fatal is None and not self.interrupted and not any(self.counts[k] for k in bad)
 
 
-@dataclass(eq=False)
-class _Gateway:
-    gateway_id: str
-    remaining: int
-    busy: int = 0
-    queued: bool = False
-    parked: bool = False
-
-
 @dataclass(frozen=True, slots=True)
 class _Stop:
     pass
@@ -211,14 +201,10 @@ class CleanupEngine:
         self._journal = journal
         self.config = config or EngineConfig()
         self._clock = clock
-        self._gateways: dict[str, _Gateway] = {}
-        self._ready: list[tuple[int, int, _Gateway]] = []
-        self._seq = itertools.count()
-        self._remaining = 0
         self._awaiting = 0  # --wait: accepted, not yet seen gone
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
         self._wake = asyncio.Event()
+        self._queue_of_gateways = GatewayQueue(self.config.per_gateway, self._wake.set)
         self._first_answer = asyncio.Event()
         self._stopping = False
         self._fatal: TcvpcError | None = None
@@ -346,8 +332,7 @@ class CleanupEngine:
                     task.cancel()
                 if self._tasks:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
-                for timer in self._timers:
-                    timer.cancel()
+                self._queue_of_gateways.close()
                 with contextlib.suppress(JournalError):  # they stay inflight: the same to a resume
                     self._journal.release_inflight()
                 self._summary = self._make_summary()
@@ -367,61 +352,40 @@ class CleanupEngine:
             self._run.counts[outcome] = n
         self._run.counts["pending"] = 0
         for gateway_id, n in journal.pending_by_gateway():
-            gw = _Gateway(gateway_id, n)
-            self._gateways[gateway_id] = gw
-            self._remaining += n
-            self._push(gw)
+            self._queue_of_gateways.add(gateway_id, n)
         self._total = journal.total_tunnels()
 
     def _finished(self) -> bool:
-        return self._remaining == 0 and not self._tasks and self._awaiting == 0
-
-    def _push(self, gw: _Gateway) -> None:
-        if gw.queued or gw.parked or gw.remaining <= 0 or gw.busy >= self.config.per_gateway:
-            return
-        gw.queued = True
-        heapq.heappush(self._ready, (-gw.remaining, next(self._seq), gw))
-        self._wake.set()
-
-    def _pop(self) -> _Gateway | None:
-        while self._ready:
-            _, _, gw = heapq.heappop(self._ready)
-            gw.queued = False
-            if gw.remaining > 0 and gw.busy < self.config.per_gateway and not gw.parked:
-                return gw
-        return None
+        return self._queue_of_gateways.remaining == 0 and not self._tasks and self._awaiting == 0
 
     async def _dispatch(self) -> None:
         workers = asyncio.Semaphore(self.config.concurrency)
+        gateways = self._queue_of_gateways
         first = True
         while not self._stopping:
             if self._finished():
                 return
-            gw = self._pop()
+            gw = gateways.pop()
             if gw is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             item = self._journal.next_pending(gw.gateway_id)
             if item is None:  # counts drifted (should not happen): trust the journal
-                self._remaining -= gw.remaining
-                gw.remaining = 0
+                gateways.drop(gw)
                 continue
             if isinstance(item, float):
-                self._park(gw, item - time.time())
+                gateways.park(gw, item - time.time())
                 continue
             await workers.acquire()
             if self._stopping:
                 workers.release()
                 break
-            gw.busy += 1
-            gw.remaining -= 1
-            self._remaining -= 1
             self._journal.mark_inflight(item.tunnel)
+            gateways.take(gw)
             task = asyncio.create_task(self._delete(gw, item, workers))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
-            self._push(gw)
             if first:
                 first = False
                 await self._first_answer.wait()
@@ -448,35 +412,16 @@ class CleanupEngine:
             self._wake.clear()
             await self._wake.wait()
 
-    def _park(self, gw: _Gateway, delay: float) -> None:
-        gw.parked = True
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
-
-        def unpark() -> None:
-            gw.parked = False
-            if handle is not None:
-                self._timers.discard(handle)
-            self._push(gw)
-
-        handle = loop.call_later(max(0.0, delay), unpark)
-        self._timers.add(handle)
-
-    def _free_slot(self, gw: _Gateway) -> None:
-        gw.busy -= 1
-        self._push(gw)
-        self._wake.set()
-
     # -- one tunnel --------------------------------------------------------------------------
 
-    async def _delete(self, gw: _Gateway, item: PendingTunnel, workers: asyncio.Semaphore) -> None:
+    async def _delete(self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore) -> None:
         try:
             await self._delete_one(gw, item, workers)
         except JournalError as exc:
             self._journal_failed(exc)
 
     async def _delete_one(
-        self, gw: _Gateway, item: PendingTunnel, workers: asyncio.Semaphore
+        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore
     ) -> None:
         ref = item.tunnel
         worker_held = True
@@ -491,7 +436,7 @@ class CleanupEngine:
             except (AuthError, SetupError) as exc:  # every other delete would meet it too
                 self._fatal = self._fatal or exc
                 self._journal.unclaim(ref)
-                self._return_to_queue(gw)
+                self._queue_of_gateways.put_back(gw)
                 self.stop()
                 return
             except InvalidStateError as exc:
@@ -522,14 +467,10 @@ class CleanupEngine:
             self._first_answer.set()
             if worker_held:
                 workers.release()
-            self._free_slot(gw)
-
-    def _return_to_queue(self, gw: _Gateway) -> None:
-        gw.remaining += 1
-        self._remaining += 1
+            self._queue_of_gateways.release(gw)
 
     async def _on_invalid_state(
-        self, gw: _Gateway, item: PendingTunnel, exc: InvalidStateError
+        self, gw: Gateway, item: PendingTunnel, exc: InvalidStateError
     ) -> None:
         """A tunnel refused as mid-task: wait until it is not ``DELETING``, then decide.
 
@@ -559,7 +500,7 @@ class CleanupEngine:
             delay = 0.0 if item.requeues == 0 else delay  # it left DELETING: try again now
         self._journal.requeue(item.tunnel, time.time() + delay, attempts)
         self._run.requeued += 1
-        self._return_to_queue(gw)
+        self._queue_of_gateways.put_back(gw)
 
     def _fail(self, item: PendingTunnel, exc: Exception) -> None:
         if _may_have_taken_effect(exc):
@@ -576,7 +517,7 @@ class CleanupEngine:
             request_id=request_id,
         )
 
-    async def _on_result(self, gw: _Gateway, item: PendingTunnel, result: DeleteResult) -> None:
+    async def _on_result(self, gw: Gateway, item: PendingTunnel, result: DeleteResult) -> None:
         """Handle an answered delete; returns once the gateway's slot may be freed."""
         attempts = item.attempts + result.attempts
         if result.outcome is DeleteOutcome.ALREADY_GONE:
@@ -620,7 +561,7 @@ class CleanupEngine:
             elif seen is WatchResult.NOT_DELETING and item.requeues < self.config.max_requeues:
                 self._journal.requeue(item.tunnel, 0.0, attempts)
                 self._run.requeued += 1
-                self._return_to_queue(gw)
+                self._queue_of_gateways.put_back(gw)
             else:
                 self._record(
                     item,
