@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 import tcvpc
-from tcvpc.cleanup.command import cleanup_command
+from tcvpc import Credential
+from tcvpc.cleanup.command import CleanupOptions, cleanup, cleanup_command
 from tcvpc.cleanup.demo import demo_command
-from tcvpc.cleanup.journal import Journal
+from tcvpc.cleanup.journal import Journal, JournalError
 from tcvpc.emulator import (
     DEMO_REGION,
     DEMO_SECRET_ID,
@@ -388,3 +391,49 @@ async def test_an_unwritable_report_is_found_before_the_first_delete(
         assert "report" in err
     assert requests_seen(emulator) == 0
     assert len(emulator.tunnels()) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(gateways=4, tunnels_per_gateway=5, delete_seconds=0.02)
+async def test_disk_full_mid_run_is_exit_2_and_keeps_what_was_committed(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = write_input(emulator, tmp_path / "t.csv")
+    record = Journal.record_outcome
+    recorded = 0
+
+    def fill_up(self: Journal, *args: object, **kwargs: object) -> None:
+        nonlocal recorded
+        if recorded >= 6:
+            raise JournalError(f"journal {self.path}: database or disk is full")
+        record(self, *args, **kwargs)  # type: ignore[arg-type]
+        recorded += 1
+
+    monkeypatch.setattr(Journal, "record_outcome", fill_up)
+    journal = tmp_path / "j.sqlite"
+    options = CleanupOptions(
+        input=str(tmp_path / "t.csv"),
+        region=DEMO_REGION,
+        endpoint=emulator.url,
+        journal=str(journal),
+        report=str(tmp_path / "r.jsonl"),
+        credential=Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+    )
+    err = io.StringIO()
+    status = await asyncio.wait_for(
+        cleanup(options, Console(file=io.StringIO()), Console(file=err)), 60
+    )
+    assert status == 2
+    assert "disk is full" in err.getvalue()
+    assert not (tmp_path / "r.jsonl").exists()
+    assert not (tmp_path / "r.jsonl.tmp").exists()
+    monkeypatch.undo()
+    done, _ = pending_inflight(journal)
+    assert done == 6
+    # every delete the emulator accepted is either recorded or left with an unknown outcome
+    gone = {c for _, c in pairs} - {t["id"] for t in emulator.tunnels()}
+    with Journal(journal) as j:
+        rows = {r[0]: r[1:] for r in j._all("SELECT conn, state, unknown FROM tunnels")}
+    for conn in gone:
+        state, unknown = rows[conn]
+        assert state == "done" or unknown == 1, (conn, rows[conn])
