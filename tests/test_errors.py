@@ -49,7 +49,8 @@ from tcvpc.errors import RetryKind
         ("InvalidParameter.Coexist", errors.BadRequestError, None),
         ("UnsupportedOperation", errors.BadRequestError, None),
         ("FailedOperation", errors.BadRequestError, None),
-        ("InvalidAction", errors.BadRequestError, None),
+        ("InvalidAction", errors.SetupError, None),
+        ("UnsupportedRegion", errors.SetupError, None),
     ],
 )
 def test_classification(code: str, cls: type[errors.ApiError], kind: RetryKind | None) -> None:
