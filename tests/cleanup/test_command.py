@@ -437,3 +437,17 @@ async def test_disk_full_mid_run_is_exit_2_and_keeps_what_was_committed(
     for conn in gone:
         state, unknown = rows[conn]
         assert state == "done" or unknown == 1, (conn, rows[conn])
+
+
+def test_max_line_bytes_makes_a_long_line_invalid_in_a_dry_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDtest")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "key")
+    f = tmp_path / "t.csv"
+    f.write_text("vpngw-aaaa0001,vpnx-aaaa0001\n" + "," * 500 + "\nvpngw-aaaa0001,vpnx-aaaa0002\n")
+    args = ["--input", str(f), "--region", "ap-guangzhou", "--endpoint", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(cleanup_command, [*args, "--dry-run", "--max-line-bytes", "100"])
+    assert result.exit_code == 1, result.output  # an invalid line
+    assert "line 2: invalid: line longer than 100 bytes" in result.output
+    assert "2 tunnel(s) would be deleted" in result.output

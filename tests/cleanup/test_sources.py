@@ -220,3 +220,11 @@ def test_chunked_lines_match_a_plain_split(data: bytes, limit: int, chunk: int) 
     if parts[-1] == b"":
         parts.pop()
     assert got == [None if len(p) > limit else p for p in parts]
+
+
+async def test_discovery_without_a_real_filter_is_refused() -> None:
+    fake = FakeVpc(make_refs(2, 2))
+    for kwargs in ({}, {"name_prefix": ""}, {"gateways": [" "]}, {"vpcs": [""]}):
+        with pytest.raises(ValueError, match="non-empty"):
+            [i async for i in discover(fake, **kwargs)]  # type: ignore[arg-type]
+    assert fake.describes == 0
