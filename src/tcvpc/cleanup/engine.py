@@ -10,16 +10,18 @@ engine's job is to always have a delete ready for the limiter and never waste on
   quota. Different gateways run side by side.
 * **Busiest gateway first.** Among gateways with a free slot, the one with the most tunnels left
   gets the next worker: its serial chain is the job's critical path (longest-processing-time
-  first), so the job ends close to ``max(deletes / rate, busiest gateway's serial time)``.
+  first), so the job ends close to ``max(deletes / rate, busiest gateway's serial time)``
+  (:class:`~tcvpc.cleanup.gateways.GatewayQueue`).
 * **Bounded workers, no task per line.** ``concurrency`` workers at most; tunnels are read from
   the journal one at a time per gateway, so memory does not grow with the input.
 * **Mid-task tunnels go back in the queue.** ``DeleteVpnConnInvalidState`` puts the tunnel back
   with a delay (doubling, bounded number of times) and frees its gateway slot and worker at once.
   The default retry policy (:func:`job_retry_policy`) leaves that code to the engine.
 * **Authentication failures stop the job.** So do setup errors that every delete would meet
-  (``UnsupportedRegion``, ``InvalidAction``...). The first delete goes out alone; only after an
-  answer does the engine open up to ``concurrency`` calls, so wrong credentials cost one request
-  (plus whatever was already on the wire when an ``AuthError`` arrives later, e.g. a revoked key).
+  (:class:`~tcvpc.errors.SetupError`: ``UnsupportedRegion``, ``InvalidAction``...). The first
+  delete goes out alone; only after an answer does the engine open up to ``concurrency`` calls,
+  so wrong credentials cost one request (plus whatever was already on the wire when an
+  ``AuthError`` arrives later, e.g. a revoked key).
 * **Stopping.** :meth:`CleanupEngine.stop` (Ctrl-C) stops taking new work and lets the calls on
   the wire finish within ``drain_timeout``; whatever is cut off stays ``inflight`` in the journal,
   which turns it back into pending-with-unknown-outcome when it is closed.
@@ -204,7 +206,7 @@ class CleanupEngine:
         self._awaiting = 0  # --wait: accepted, not yet seen gone
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._queue_of_gateways = GatewayQueue(self.config.per_gateway, self._wake.set)
+        self._gateways = GatewayQueue(self.config.per_gateway, self._wake.set)
         self._first_answer = asyncio.Event()
         self._stopping = False
         self._fatal: TcvpcError | None = None
@@ -332,7 +334,7 @@ class CleanupEngine:
                     task.cancel()
                 if self._tasks:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._queue_of_gateways.close()
+                self._gateways.close()
                 with contextlib.suppress(JournalError):  # they stay inflight: the same to a resume
                     self._journal.release_inflight()
                 self._summary = self._make_summary()
@@ -352,15 +354,15 @@ class CleanupEngine:
             self._run.counts[outcome] = n
         self._run.counts["pending"] = 0
         for gateway_id, n in journal.pending_by_gateway():
-            self._queue_of_gateways.add(gateway_id, n)
+            self._gateways.add(gateway_id, n)
         self._total = journal.total_tunnels()
 
     def _finished(self) -> bool:
-        return self._queue_of_gateways.remaining == 0 and not self._tasks and self._awaiting == 0
+        return self._gateways.remaining == 0 and not self._tasks and self._awaiting == 0
 
     async def _dispatch(self) -> None:
         workers = asyncio.Semaphore(self.config.concurrency)
-        gateways = self._queue_of_gateways
+        gateways = self._gateways
         first = True
         while not self._stopping:
             if self._finished():
@@ -436,7 +438,7 @@ class CleanupEngine:
             except (AuthError, SetupError) as exc:  # every other delete would meet it too
                 self._fatal = self._fatal or exc
                 self._journal.unclaim(ref)
-                self._queue_of_gateways.put_back(gw)
+                self._gateways.put_back(gw)
                 self.stop()
                 return
             except InvalidStateError as exc:
@@ -467,7 +469,7 @@ class CleanupEngine:
             self._first_answer.set()
             if worker_held:
                 workers.release()
-            self._queue_of_gateways.release(gw)
+            self._gateways.release(gw)
 
     async def _on_invalid_state(
         self, gw: Gateway, item: PendingTunnel, exc: InvalidStateError
@@ -500,7 +502,7 @@ class CleanupEngine:
             delay = 0.0 if item.requeues == 0 else delay  # it left DELETING: try again now
         self._journal.requeue(item.tunnel, time.time() + delay, attempts)
         self._run.requeued += 1
-        self._queue_of_gateways.put_back(gw)
+        self._gateways.put_back(gw)
 
     def _fail(self, item: PendingTunnel, exc: Exception) -> None:
         if _may_have_taken_effect(exc):
@@ -561,7 +563,7 @@ class CleanupEngine:
             elif seen is WatchResult.NOT_DELETING and item.requeues < self.config.max_requeues:
                 self._journal.requeue(item.tunnel, 0.0, attempts)
                 self._run.requeued += 1
-                self._queue_of_gateways.put_back(gw)
+                self._gateways.put_back(gw)
             else:
                 self._record(
                     item,
