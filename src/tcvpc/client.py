@@ -32,7 +32,8 @@ import aiohttp
 
 from tcvpc import signing
 from tcvpc.apilimits import MAX_FILTER_VALUES, MAX_FILTERS, PAGE_LIMIT
-from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
+from tcvpc.chain import default_provider
+from tcvpc.credentials import Credential, CredentialProvider, StaticProvider
 from tcvpc.endpoint import Endpoint, parse_endpoint
 from tcvpc.errors import (
     ApiError,
@@ -43,6 +44,7 @@ from tcvpc.errors import (
     RetryKind,
     SignatureExpiredError,
     TcvpcError,
+    TokenExpiredError,
     TransportError,
     api_error,
 )
@@ -55,6 +57,7 @@ from tcvpc.models import (
     looks_like_gateway_id,
 )
 from tcvpc.ratelimit import DEFAULT_RATE, LimiterRegistry
+from tcvpc.refreshing import RefreshableProvider
 from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
 
 logger = logging.getLogger("tcvpc")
@@ -114,7 +117,9 @@ class VpcClient:
     """An asyncio client for the VPC API, safe to share between tasks.
 
     ``credential``: a :class:`Credential`, any :class:`CredentialProvider`, or ``None`` for the
-    default chain (environment, then the profile file). ``region`` defaults to
+    default chain (environment, profile file, CVM role, TKE OIDC: see chain.py). A provider
+    with ``force_refresh`` (refreshing.py) renews its key once when the server refuses its token.
+    ``region`` defaults to
     ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in requests per second
     (default 99.5: never more than 100 in any second, see ratelimit.py); pass ``limiters`` to
     share budgets between clients.
@@ -147,8 +152,10 @@ class VpcClient:
             raise ValueError("timeout must be a positive number of seconds")
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
-        if credential is None:
-            credential = default_credential()
+        self.endpoint: Endpoint = parse_endpoint(endpoint, allow_insecure=allow_insecure)
+        self._owned_provider: CredentialProvider | None = None
+        if credential is None:  # the default chain; STS calls follow this client's endpoint
+            credential = self._owned_provider = default_provider(endpoint=self.endpoint)
         if isinstance(credential, Credential):
             self._account = credential.secret_id
             self._credentials: CredentialProvider = StaticProvider(credential)
@@ -158,7 +165,6 @@ class VpcClient:
         else:
             raise TypeError("credential must be a Credential, a CredentialProvider or None")
         self.region = resolved_region
-        self.endpoint: Endpoint = parse_endpoint(endpoint, allow_insecure=allow_insecure)
         self.retry_policy = retry_policy or RetryPolicy()
         self.limiters = limiters if limiters is not None else LimiterRegistry(rate)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
@@ -196,6 +202,10 @@ class VpcClient:
         if self._session is not None and self._owns_session:
             await self._session.close()
         self._session = None
+        owned, self._owned_provider = self._owned_provider, None
+        closer = getattr(owned, "aclose", None)
+        if closer is not None:  # the default chain's CVM/STS provider holds a connection pool
+            await closer()
 
     @property
     def closed(self) -> bool:
@@ -347,6 +357,11 @@ class VpcClient:
                     "clock skew: the server's clock is %.0fs ahead of ours; re-signing",
                     self._clock_offset,
                 )
+            if isinstance(exc, TokenExpiredError) and isinstance(
+                self._credentials, RefreshableProvider
+            ):
+                # The token was refused (revoked, expired): the one retry signs with a new key.
+                await self._credentials.force_refresh(credential)
             raise
 
     def _transport_error(self, action: str, exc: BaseException) -> TransportError:

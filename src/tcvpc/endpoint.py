@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 DEFAULT_ENDPOINT = "https://vpc.tencentcloudapi.com"
+_TENCENT_DOMAIN = "tencentcloudapi.com"
 
 
 def is_loopback(host: str) -> bool:
@@ -35,6 +36,22 @@ class Endpoint:
     @property
     def is_secure(self) -> bool:
         return self.url.startswith("https://")
+
+    def for_service(self, service: str) -> Endpoint:
+        """The same choice of site, region and network for another service (STS for credentials).
+
+        A Tencent hostname (``vpc.ap-guangzhou.tencentcloudapi.com``,
+        ``vpc.internal.tencentcloudapi.com``) gets its leading ``vpc`` label swapped for
+        ``service``; any other host (the loopback emulator, a private gateway) serves every
+        service itself and is returned unchanged.
+        """
+        url = URL(self.url)
+        host = (url.host or "").lower()
+        first, _, rest = host.partition(".")
+        if first != "vpc" or not (rest == _TENCENT_DOMAIN or rest.endswith("." + _TENCENT_DOMAIN)):
+            return self
+        swapped = f"{service}.{rest}" + ("" if url.is_default_port() else f":{url.port}")
+        return Endpoint(url=f"{url.scheme}://{swapped}/", host_header=swapped)
 
 
 def parse_endpoint(value: str | None, *, allow_insecure: bool = False) -> Endpoint:

@@ -3,7 +3,8 @@
 Every exception this library raises on purpose derives from :class:`TcvpcError`::
 
     TcvpcError
-    ├── CredentialsNotFoundError    no credential anywhere the default chain looked
+    ├── CredentialsError            no usable credential: not found, or expired and not renewed
+    │   └── CredentialsNotFoundError    no credential anywhere the default chain looked
     ├── ClientClosedError           the client was used after aclose()
     ├── TransportError              refused, reset, DNS, TLS, timeout: chains the aiohttp error
     │   └── RequestTimeoutError     no complete answer within the configured timeout
@@ -16,7 +17,8 @@ Every exception this library raises on purpose derives from :class:`TcvpcError`:
         ├── InvalidStateError       UnsupportedOperation.DeleteVpnConnInvalidState, .InvalidState
         ├── NotFoundError           ResourceNotFound, UnsupportedOperation.RecordNotExists
         ├── AuthError               AuthFailure*, UnauthorizedOperation, IpInBlacklist, ...
-        │   └── SignatureExpiredError   AuthFailure.SignatureExpire (clock skew)
+        │   ├── SignatureExpiredError   AuthFailure.SignatureExpire (clock skew)
+        │   └── TokenExpiredError       AuthFailure.TokenFailure (temporary key revoked/expired)
         └── BadRequestError         everything else: the request itself is wrong
 
 Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind,
@@ -47,6 +49,8 @@ class RetryKind(enum.Enum):
     """The tunnel is mid-task (creating, updating, deleting): slower still, bounded."""
     CLOCK_SKEW = "clock_skew"
     """Our clock is off: re-sign once with the offset the server's Date header gave."""
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 (a kind name)
+    """The temporary key's token was refused: refresh the credential once, re-sign once."""
 
 
 class TcvpcError(Exception):
@@ -62,7 +66,14 @@ class TcvpcError(Exception):
     the request may have taken effect although this error says otherwise."""
 
 
-class CredentialsNotFoundError(TcvpcError):
+class CredentialsError(TcvpcError):
+    """No usable credential: none found, or a temporary one expired and could not be renewed.
+
+    Raised before anything is signed, so it is never mistaken for a signature failure.
+    """
+
+
+class CredentialsNotFoundError(CredentialsError):
     """No credential in any place the default chain looks; the message lists them all."""
 
 
@@ -165,6 +176,12 @@ class SignatureExpiredError(AuthError):
     retry_kind = RetryKind.CLOCK_SKEW
 
 
+class TokenExpiredError(AuthError):
+    """The temporary key's token was revoked or has expired: one forced refresh, one retry."""
+
+    retry_kind = RetryKind.TOKEN_EXPIRED
+
+
 class BadRequestError(ApiError):
     """The request is wrong (parameters, action, version, region, quota): never retried."""
 
@@ -184,6 +201,7 @@ _EXACT: dict[str, type[ApiError]] = {
     "UnsupportedOperation.InvalidState": InvalidStateError,
     "UnsupportedOperation.RecordNotExists": NotFoundError,
     "AuthFailure.SignatureExpire": SignatureExpiredError,
+    "AuthFailure.TokenFailure": TokenExpiredError,
     "IpInBlacklist": AuthError,
     "IpNotInWhitelist": AuthError,
     "UnsupportedRegion": SetupError,

@@ -76,6 +76,8 @@ class RetryPolicy:
     invalid_state: Backoff = Backoff(base=2.0, cap=20.0, max_attempts=5)
     clock_skew: Backoff = Backoff(base=0.0, cap=0.0, max_attempts=2)
     """One re-sign with the corrected clock, immediately."""
+    token_expired: Backoff = Backoff(base=0.0, cap=0.0, max_attempts=2)
+    """One re-sign with a freshly refreshed credential, immediately."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -210,7 +212,7 @@ class CallRetrying:
             return True
         if self._stop_common(state):
             return True
-        if self.budget is None or kind is RetryKind.CLOCK_SKEW:
+        if self.budget is None or kind in (RetryKind.CLOCK_SKEW, RetryKind.TOKEN_EXPIRED):
             return False
         assert state.outcome is not None
         exc = state.outcome.exception()
