@@ -41,7 +41,7 @@ from tcvpc.errors import RetryKind
         ("UnsupportedOperation.RecordNotExists", errors.NotFoundError, None),
         ("AuthFailure.SignatureExpire", errors.SignatureExpiredError, RetryKind.CLOCK_SKEW),
         ("AuthFailure.SignatureFailure", errors.AuthError, None),
-        ("AuthFailure.TokenFailure", errors.AuthError, None),
+        ("AuthFailure.TokenFailure", errors.TokenExpiredError, RetryKind.TOKEN_EXPIRED),
         ("UnauthorizedOperation", errors.AuthError, None),
         ("IpInBlacklist", errors.AuthError, None),
         ("IpNotInWhitelist", errors.AuthError, None),
