@@ -6,11 +6,15 @@ header from the server's clock (skew included) so a client can correct its own.
 
 A request to ``/`` goes through, in order (the first failure answers): the protocol (``GET`` or
 ``POST``; for TC3 the ``X-TC-*`` headers, for the older signature the same as parameters), the
-signature (``auth.py``; ``X-TC-Token`` is accepted whatever its value), the parameters' shape,
-the rate limit per (secret id, region, action), injected error codes, injected faults (only
+signature (``auth.py``), the parameters' shape, the token of a temporary key (one the emulator's
+STS or metadata endpoint issued, ``sts.py``: without its live ``X-TC-Token`` / ``Token`` it gets
+``AuthFailure.TokenFailure``; a long-lived key's token is not checked), the
+rate limit per (secret id, region, action), injected error codes, injected faults (only
 here, so neither masks a real protocol or auth error), then the action and its state machine.
 Messages are in Chinese for ``X-TC-Language: zh-CN`` (``Language`` with the older signature).
 ``GET /_emulator/stats`` answers the counters of ``stats.py`` (no auth: it is a test hook).
+STS actions (``sts.py``) are answered on the same port, and with ``metadata`` configured a CVM
+metadata endpoint under ``/latest/meta-data/`` (``metadata.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from tcvpc.emulator.config import EmulatorConfig, FaultConfig
 from tcvpc.emulator.errors import EmuApiError
 from tcvpc.emulator.faults import CodeInjector, FaultInjector, FaultKind
 from tcvpc.emulator.limits import SlidingWindowLimiter
+from tcvpc.emulator.metadata import METADATA_PREFIX, MetadataService
 from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 from tcvpc.emulator.stats import Stats
+from tcvpc.emulator.sts import STS_ACTIONS, StsService, TokenAuthority
 from tcvpc.emulator.wire import MAX_FIELDS, coerce_ints, pairs_to_dict, unflatten
 
 __all__ = ["ACTIONS", "API_VERSION", "STATS_PATH", "EmuApiError", "EmulatorApp"]
@@ -264,6 +270,15 @@ class EmulatorApp:
             SlidingWindowLimiter(config.rate_limit) if config.rate_limit is not None else None
         )
         self.stats = Stats(ACTIONS)
+        self.tokens = TokenAuthority(self.verifier, token_seconds=config.token_seconds)
+        self.sts = StsService(
+            self.tokens, {config.secret_id: config.secret_key}, frozenset(config.regions)
+        )
+        self.metadata = (
+            MetadataService(self.tokens, role=config.metadata_role, clock=self.server_time)
+            if config.metadata
+            else None
+        )
         self.clock_skew_seconds = float(config.clock_skew_seconds)
         self.stall_seconds = float(config.stall_seconds)
         self._regions = frozenset(config.regions)
@@ -278,6 +293,8 @@ class EmulatorApp:
 
     def make_app(self) -> web.Application:
         app = web.Application()
+        if self.metadata is not None:  # before the catch-all: routes match in order
+            app.router.add_route("*", METADATA_PREFIX + "{tail:.*}", self.metadata.handle)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -287,12 +304,18 @@ class EmulatorApp:
     def stats_snapshot(self) -> dict[str, object]:
         """Counters; ``faults`` counts fault kinds and injected codes (by code) alike."""
         throttled = self.limiter.rejected if self.limiter is not None else 0
-        return self.stats.snapshot(
+        snapshot = self.stats.snapshot(
             throttled=throttled,
             faults=self.faults.counts + self.injector.counts,
             tunnels=self.state.counts(),
             deleted=self.state.deleted_total,
         )
+        snapshot["credentials"] = {
+            **self.tokens.snapshot(),
+            "sts": dict(self.sts.requests),
+            "metadata": self.metadata.snapshot() if self.metadata is not None else None,
+        }
+        return snapshot
 
     # -- envelope ----------------------------------------------------------------------------
 
@@ -339,10 +362,16 @@ class EmulatorApp:
         mono = time.monotonic()
         now = time.time() + self.clock_skew_seconds
         incoming = await self._incoming(request)
+        if incoming.action in STS_ACTIONS and not incoming.legacy:  # another service (sts.py)
+            try:
+                return self._answer(await self.sts.answer(request, incoming.action, now), now)
+            except EmuApiError as exc:
+                return self._answer(self._error_payload(exc, incoming.language), now)
         key = self.stats.key(incoming.action)
         self.stats.started(key, mono)
         try:
             action, secret_id, region, params = self._checked(request, incoming, now)
+            self.tokens.check(secret_id, _token_of(request, incoming), now)
             if self.limiter is not None and not self.limiter.admit(
                 (secret_id, region, action), mono
             ):
@@ -646,6 +675,13 @@ class EmulatorApp:
                 )
             out.setdefault(name, []).extend(values)
         return out
+
+
+def _token_of(request: web.Request, incoming: _Incoming) -> str | None:
+    """The session token: ``X-TC-Token`` with TC3, the ``Token`` parameter with the older one."""
+    if incoming.legacy and incoming.form is not None:
+        return pairs_to_dict(incoming.form).get("Token")
+    return request.headers.get("X-TC-Token")
 
 
 def _drop(request: web.Request) -> web.StreamResponse:

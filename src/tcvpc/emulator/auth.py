@@ -183,6 +183,13 @@ class SignatureVerifier:
         self._clock = clock
         self._keys: dict[tuple[str, str], bytes] = {}
 
+    def add_credential(self, secret_id: str, secret_key: str) -> None:
+        """Accept one more key pair (the temporary keys the emulator's STS issues)."""
+        self._credentials[secret_id] = secret_key
+
+    def remove_credential(self, secret_id: str) -> None:
+        self._credentials.pop(secret_id, None)
+
     def _signing_key(self, secret_key: str, date: str) -> bytes:
         cache_key = (secret_key, date)
         key = self._keys.get(cache_key)

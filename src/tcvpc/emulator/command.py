@@ -95,6 +95,12 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
                     err=True,
                 )
             counts = emulator.state.counts()
+            if config.metadata:
+                click.echo(
+                    f"tcvpc emulator: CVM metadata endpoint {emulator.metadata_url} (role "
+                    f"{config.metadata_role}; export TCVPC_METADATA_URL={emulator.metadata_url})",
+                    err=True,
+                )
             click.echo(
                 f"tcvpc emulator: {counts['total']} tunnels, secret id {config.secret_id} "
                 f"({source}), rate limit {config.rate_limit}/s per action, "
@@ -201,6 +207,18 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
     "second line on stdout (needs trustme).",
 )
 @click.option(
+    "--metadata",
+    is_flag=True,
+    help="Also serve a CVM metadata endpoint at /latest/meta-data/ (temporary keys of a role).",
+)
+@click.option(
+    "--token-seconds",
+    default=7200.0,
+    show_default=True,
+    type=click.FloatRange(1, 43200),
+    help="Longest lifetime of the temporary keys it issues (STS, metadata).",
+)
+@click.option(
     "--seed",
     default=0,
     show_default=True,
@@ -225,6 +243,8 @@ def emulator_command(
     clock_skew: float,
     inject: dict[str, float],
     tls: bool,
+    metadata: bool,
+    token_seconds: float,
     seed: int,
 ) -> None:
     """Run a local emulator of the Tencent Cloud VPC API.
@@ -261,6 +281,8 @@ def emulator_command(
             clock_skew_seconds=clock_skew,
             inject=inject,
             tls=tls,
+            token_seconds=token_seconds,
+            metadata=metadata,
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -8,6 +8,7 @@ request handler minutes later.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,11 @@ class EmulatorConfig:
     - ``clock_skew_seconds``: the server's clock runs this far ahead (or behind, if negative) of
       the machine's; beyond 300 s every request fails with ``AuthFailure.SignatureExpire`` until
       the client corrects its clock from the ``Date`` header.
+    - ``token_seconds``: the longest lifetime of a temporary key the emulator issues (STS
+      ``AssumeRole*`` and the metadata endpoint); requests signed with it after that get
+      ``AuthFailure.TokenFailure``.
+    - ``metadata``: also serve a CVM metadata endpoint under ``/latest/meta-data/`` naming the
+      role ``metadata_role``.
     - ``strict_describe_ids``: ``DescribeVpnConnections`` with ``VpnConnectionIds`` that name an
       unknown tunnel answers ``ResourceNotFound`` (as the real VPC API does for explicit IDs);
       ``False`` silently omits unknown IDs instead.
@@ -207,6 +213,9 @@ class EmulatorConfig:
     strict_describe_ids: bool = True
     inject: Mapping[str, float] = field(default_factory=dict, hash=False)
     tls: bool = False
+    token_seconds: float = 7200.0
+    metadata: bool = False
+    metadata_role: str = "tcvpc-demo-role"
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -246,6 +255,11 @@ class EmulatorConfig:
             raise ValueError(
                 f"clock_skew_seconds must be a finite number, got {self.clock_skew_seconds!r}"
             )
+        _check_non_negative("token_seconds", self.token_seconds)
+        if not 1 <= self.token_seconds <= 43200:
+            raise ValueError(f"token_seconds must be in [1, 43200], got {self.token_seconds!r}")
+        if not re.fullmatch(r"[\w+=,.@-]{1,128}", self.metadata_role):
+            raise ValueError(f"metadata_role {self.metadata_role!r} is not a CAM role name")
         if not isinstance(self.faults, FaultConfig):
             raise TypeError(f"faults must be a FaultConfig, got {self.faults!r}")
         object.__setattr__(self, "inject", _checked_inject(self.inject))

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from tcvpc.emulator.app import EmulatorApp
 from tcvpc.emulator.config import EmulatorConfig, FaultConfig
+from tcvpc.emulator.metadata import METADATA_PREFIX
 from tcvpc.emulator.seed import generate, load_file, populate
 from tcvpc.emulator.state import EmuTunnelState, Tunnel, VpcState
 
@@ -167,6 +168,21 @@ class Emulator:
         if self._ca_path is None:
             raise RuntimeError("the emulator is not running with tls=True")
         return self._ca_path
+
+    @property
+    def metadata_url(self) -> str:
+        """The CVM metadata base URL (``TCVPC_METADATA_URL``), when ``metadata`` is configured."""
+        if not self.config.metadata:
+            raise RuntimeError("the metadata endpoint is off: EmulatorConfig(metadata=True)")
+        return self.url + METADATA_PREFIX
+
+    def revoke_token(self, secret_id_or_token: str) -> bool:
+        """Revoke one temporary key (by secret id or token): its next use gets TokenFailure."""
+        return self.app.tokens.revoke(secret_id_or_token)
+
+    def revoke_all_tokens(self) -> int:
+        """Revoke every temporary key issued so far; returns how many were live."""
+        return self.app.tokens.revoke_all()
 
     def tunnels(self) -> list[dict[str, Any]]:
         """A snapshot of every listed tunnel (dicts: id, gateway, vpc, name, state, ...)."""
