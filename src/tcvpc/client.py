@@ -219,6 +219,11 @@ class VpcClient:
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
+    async def check_credentials(self) -> None:
+        """Find a credential now (the default chain's CVM/TKE lookups included), so that a job
+        with none fails before its first request; raises ``CredentialsError``."""
+        await self._credentials.get()
+
     # -- the generic call ------------------------------------------------------------------
 
     async def call(

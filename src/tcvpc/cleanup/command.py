@@ -46,7 +46,7 @@ from tcvpc.cleanup.sources import (
 )
 from tcvpc.client import VpcClient
 from tcvpc.credentials import Credential
-from tcvpc.errors import CredentialsNotFoundError
+from tcvpc.errors import CredentialsError, CredentialsNotFoundError
 from tcvpc.ratelimit import DEFAULT_RATE
 from tcvpc.regions import KNOWN_REGIONS, is_known_region
 
@@ -308,6 +308,10 @@ async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
         client = _make_client(options)
         report = open_report(options.report) if options.report else None
         async with client:
+            try:
+                await client.check_credentials()  # the CVM/TKE part of the chain needs the network
+            except CredentialsError as exc:
+                raise _ConfigError(str(exc)) from None
             with _open_journal(options, err) as journal:
                 status = await _with_journal(options, client, journal, stream, out, err)
                 if report is not None:

@@ -49,6 +49,7 @@ from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult
 from tcvpc.errors import (
     ApiError,
     AuthError,
+    CredentialsError,
     InvalidStateError,
     NotFoundError,
     SetupError,
@@ -435,7 +436,7 @@ class CleanupEngine:
                     missing_ok=True,
                     retry_policy=self.config.retry_policy,
                 )
-            except (AuthError, SetupError) as exc:  # every other delete would meet it too
+            except (AuthError, SetupError, CredentialsError) as exc:  # every other delete would too
                 self._fatal = self._fatal or exc
                 self._journal.unclaim(ref)
                 self._gateways.put_back(gw)

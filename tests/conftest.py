@@ -1,0 +1,22 @@
+"""Every test: the default credential chain's CVM probe goes to a closed loopback port.
+
+Without this, a test that builds a client without credentials would ask the real metadata host
+(``metadata.tencentyun.com``), which the test suite must never contact.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tcvpc.chain import forget_probes
+
+CLOSED_METADATA_URL = "http://127.0.0.1:9/latest/meta-data/"
+"""Port 9 (discard): nothing listens on loopback, so the probe is refused at once."""
+
+
+@pytest.fixture(autouse=True)
+def _no_real_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCVPC_METADATA_URL", CLOSED_METADATA_URL)
+    for name in ("TKE_REGION", "TKE_PROVIDER_ID", "TKE_WEB_IDENTITY_TOKEN_FILE", "TKE_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    forget_probes()
