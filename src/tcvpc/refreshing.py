@@ -45,8 +45,8 @@ DEFAULT_REFRESH_AHEAD = 300.0
 """Refresh when fewer than this many seconds remain (or a quarter of the lifetime, if shorter)."""
 DEFAULT_REFRESH_FRACTION = 0.25
 DEFAULT_EXPIRY_MARGIN = 10.0
-"""A key is not handed out in its last seconds (at most 5% of its lifetime): the request it signs
-must reach the server before the key expires."""
+"""A key is not handed out in its last seconds (at most a tenth of its lifetime): the request it
+signs must reach the server before the key expires."""
 DEFAULT_REFRESH_TIMEOUT = 30.0
 """How long a caller with no usable key waits for a refresh (retries included)."""
 
@@ -268,7 +268,7 @@ class RefreshingProvider(abc.ABC):
                 f"{self.source}: the new temporary key had already expired at "
                 f"{_iso(issued.expires_at)} (is this machine's clock right?)"
             )
-        usable_until = issued.expires_at - min(self._expiry_margin, 0.05 * lifetime)
+        usable_until = issued.expires_at - min(self._expiry_margin, 0.1 * lifetime)
         refresh_at = issued.expires_at - min(self._refresh_ahead, self._refresh_fraction * lifetime)
         refresh_at = min(refresh_at, usable_until)
         if refresh_at <= now:

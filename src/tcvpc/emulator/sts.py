@@ -135,6 +135,10 @@ class TokenAuthority:
             key.revoked = True
         return len(live)
 
+    def issued_keys(self) -> list[IssuedKey]:
+        """Every key still remembered (tests scan logs and reports for their secrets)."""
+        return list(self._keys.values())
+
     def snapshot(self) -> dict[str, object]:
         return {
             "issued": dict(self.issued),
