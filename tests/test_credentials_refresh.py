@@ -157,11 +157,12 @@ async def test_expired_key_without_a_refresh_is_a_credentials_error(
     await provider.get()
     clock.now += 4000  # long past its expiry
     provider.fail = 10**6
-    with pytest.raises(CredentialsError, match="expired at .* could not be renewed") as info:
+    with pytest.raises(CredentialsError, match=r"expired at .* could not be renewed") as info:
         await provider.get()
     assert provider.failed_attempts >= 1
     text = str(info.value) + repr(info.value) + caplog.text + repr(provider)
-    assert SECRET not in text and TOKEN not in text
+    assert SECRET not in text
+    assert TOKEN not in text
     assert info.value.__cause__ is None
     await provider.aclose()
 
@@ -305,7 +306,8 @@ def test_bad_metadata_documents_are_named_without_their_values(
     doc = {**document(2e9), **change}
     with pytest.raises(CredentialsError, match=message) as info:
         parse_credential_document(json.dumps(doc).encode(), "cvm")
-    assert SECRET not in str(info.value) and TOKEN not in str(info.value)
+    assert SECRET not in str(info.value)
+    assert TOKEN not in str(info.value)
 
 
 def test_garbage_metadata_answers() -> None:
@@ -340,7 +342,7 @@ def test_metadata_url_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_metadata_url() == "http://127.0.0.1:8080/latest/meta-data/"
     assert resolve_metadata_url("http://169.254.0.23/latest/meta-data/").startswith("http://169")
     for bad in ("http://example.com/m/", "ftp://127.0.0.1/", "http://u:p@127.0.0.1/", "nonsense"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="metadata URL"):
             resolve_metadata_url(bad)
 
 
@@ -355,7 +357,11 @@ def sts_transport(seen: list[Request], expires: Callable[[], float]) -> MockTran
         n = len(seen)
         body = {
             "Response": {
-                "Credentials": {"TmpSecretId": f"AKIDsts{n}", "TmpSecretKey": SECRET, "Token": TOKEN},
+                "Credentials": {
+                    "TmpSecretId": f"AKIDsts{n}",
+                    "TmpSecretKey": SECRET,
+                    "Token": TOKEN,
+                },
                 "ExpiredTime": int(expires()),
                 "Expiration": "2026-01-01T00:00:00Z",
                 "RequestId": "req",
@@ -380,7 +386,8 @@ async def test_assume_role_is_tc3_signed_for_sts_and_verifies_independently() ->
         clock=clock,
     )
     cred = await provider.get()
-    assert cred.secret_id == "AKIDsts1" and cred.token == TOKEN
+    assert cred.secret_id == "AKIDsts1"
+    assert cred.token == TOKEN
     request = seen[0]
     assert request.url == "https://sts.ap-guangzhou.tencentcloudapi.com/"
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -404,7 +411,8 @@ async def test_assume_role_is_tc3_signed_for_sts_and_verifies_independently() ->
         )
         == LONG.secret_id
     )
-    assert "long-lived-secret" not in repr(request) and TOKEN not in repr(provider)
+    assert "long-lived-secret" not in repr(request)
+    assert TOKEN not in repr(provider)
     await provider.aclose()
 
 

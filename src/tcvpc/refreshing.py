@@ -141,6 +141,9 @@ class RefreshingProvider(abc.ABC):
         """Successful fetches so far (the first one included)."""
         self.failed_attempts = 0
         """Fetch attempts that failed (each retry counts)."""
+        self.stalls = 0
+        """Calls that had to wait for a refresh (no usable key): the first ones, and after a
+        refused token or a refresh that did not finish in time."""
 
     def __repr__(self) -> str:
         held = self._held
@@ -193,6 +196,7 @@ class RefreshingProvider(abc.ABC):
 
     async def _wait_for_refresh(self) -> _Held:
         task = self._start_refresh(deadline=self._clock() + self._refresh_timeout)
+        self.stalls += 1
         # shield: a caller that is cancelled must not cancel the refresh the others wait on.
         return await asyncio.shield(task)
 
