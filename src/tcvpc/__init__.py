@@ -10,6 +10,7 @@ The public surface is re-exported here; the modules behind it are implementation
 """
 
 from tcvpc._version import __version__
+from tcvpc.chain import default_provider
 from tcvpc.client import ClientStats, RetryEvent, VpcClient
 from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
 from tcvpc.errors import (
@@ -17,6 +18,7 @@ from tcvpc.errors import (
     AuthError,
     BadRequestError,
     ClientClosedError,
+    CredentialsError,
     CredentialsNotFoundError,
     GatewayBusyError,
     InvalidStateError,
@@ -29,11 +31,15 @@ from tcvpc.errors import (
     SignatureExpiredError,
     TcvpcError,
     ThrottledError,
+    TokenExpiredError,
     TransportError,
 )
+from tcvpc.metadata import CvmRoleProvider
 from tcvpc.models import DeleteOutcome, DeleteResult, Tag, TunnelRef, TunnelState, VpnConnection
 from tcvpc.ratelimit import AdaptivePacer, LimiterRegistry, RateLimiter, StrictRateLimiter
+from tcvpc.refreshing import RefreshableProvider, RefreshingProvider
 from tcvpc.retry import Backoff, RetryBudget, RetryPolicy
+from tcvpc.sts import StsAssumeRoleProvider, TkeOidcProvider
 
 __all__ = [
     "AdaptivePacer",
@@ -45,7 +51,9 @@ __all__ = [
     "ClientStats",
     "Credential",
     "CredentialProvider",
+    "CredentialsError",
     "CredentialsNotFoundError",
+    "CvmRoleProvider",
     "DeleteOutcome",
     "DeleteResult",
     "GatewayBusyError",
@@ -53,6 +61,8 @@ __all__ = [
     "LimiterRegistry",
     "NotFoundError",
     "RateLimiter",
+    "RefreshableProvider",
+    "RefreshingProvider",
     "RequestTimeoutError",
     "ResourceBusyError",
     "ResponseError",
@@ -64,9 +74,12 @@ __all__ = [
     "SignatureExpiredError",
     "StaticProvider",
     "StrictRateLimiter",
+    "StsAssumeRoleProvider",
     "Tag",
     "TcvpcError",
     "ThrottledError",
+    "TkeOidcProvider",
+    "TokenExpiredError",
     "TransportError",
     "TunnelRef",
     "TunnelState",
@@ -74,4 +87,5 @@ __all__ = [
     "VpnConnection",
     "__version__",
     "default_credential",
+    "default_provider",
 ]
