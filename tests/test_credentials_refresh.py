@@ -515,3 +515,25 @@ async def test_sts_error_answers_become_typed_errors_without_bodies() -> None:
         await provider.get()
     assert SECRET not in str(info.value)
     await provider.aclose()
+
+
+async def test_a_background_refresh_that_gave_up_does_not_restart_on_every_call() -> None:
+    clock = Clock()
+    provider = FakeProvider(clock)
+    await provider.get()
+    held = provider._held
+    assert held is not None
+    clock.now = held.usable_until - 0.001  # in the window, a millisecond of use left: no retries
+    provider.fail = 10**6
+    await provider.get()
+    for _ in range(100):
+        await asyncio.sleep(0.001)
+        if provider._task is None:
+            break
+    fetches = provider.fetches
+    assert fetches >= 2
+    for _ in range(100):
+        assert (await provider.get()).secret_id == "AKID1"
+        await asyncio.sleep(0)
+    assert provider.fetches == fetches  # paused, not a fetch per call
+    await provider.aclose()

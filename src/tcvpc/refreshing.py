@@ -136,6 +136,8 @@ class RefreshingProvider(abc.ABC):
         self._retry_wait = retry_wait
         self._held: _Held | None = None
         self._task: asyncio.Task[_Held] | None = None
+        self._quiet_until = -math.inf
+        """After a background refresh gave up: no new one before this (wall clock)."""
         self._closed = False
         self.refreshes = 0
         """Successful fetches so far (the first one included)."""
@@ -167,7 +169,8 @@ class RefreshingProvider(abc.ABC):
             if now < held.refresh_at:
                 return held.credential
             if now < held.usable_until:
-                self._start_refresh(deadline=held.usable_until)  # in the background
+                if now >= self._quiet_until:
+                    self._start_refresh(deadline=held.usable_until)  # in the background
                 return held.credential
         return (await self._wait_for_refresh()).credential
 
@@ -214,6 +217,12 @@ class RefreshingProvider(abc.ABC):
         if not task.cancelled() and task.exception() is not None:
             # Retrieved here so a background refresh's failure is logged, not "never retrieved".
             logger.warning("%s", task.exception())
+            held, now = self._held, self._clock()
+            if held is not None and now < held.usable_until:
+                # It gave up because its next wait would outlast the key: pause before another,
+                # or every call in the key's last seconds would start a fetch of its own.
+                pause = min(self._retry_wait[1], (held.usable_until - now) / 2)
+                self._quiet_until = now + max(self._retry_wait[0], pause)
 
     async def _refresh(self, deadline: float) -> _Held:
         """Fetch until success or until ``deadline`` (wall clock) would be passed."""
