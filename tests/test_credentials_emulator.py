@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -338,3 +339,66 @@ def test_cli_serves_metadata_with_the_lifetime_given() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def sts_post(url: str, action: str, params: dict[str, Any], **headers: str) -> dict[str, Any]:
+    base = {
+        "Content-Type": "application/json",
+        "X-TC-Action": action,
+        "X-TC-Version": "2018-08-13",
+        "X-TC-Region": REGION,
+        "X-TC-Timestamp": str(int(time.time())),
+        "Authorization": "SKIP",
+    }
+    base.update({k.replace("_", "-"): v for k, v in headers.items()})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/", data=json.dumps(params), headers=base) as resp,
+    ):
+        assert resp.status == 200
+        answer = await resp.json(content_type=None)
+    response = answer["Response"]
+    assert isinstance(response, dict)
+    return response
+
+
+WEB = {"ProviderId": "p", "WebIdentityToken": "a.b.c", "RoleArn": "r", "RoleSessionName": "s1"}
+
+
+async def test_emulator_sts_checks_its_requests(role_emulator: Emulator) -> None:
+    url = role_emulator.url
+    unsigned = await sts_post(url, "AssumeRole", {"RoleArn": "r", "RoleSessionName": "s1"})
+    assert unsigned["Error"]["Code"] == "AuthFailure.InvalidAuthorization"
+    old = await sts_post(url, "AssumeRoleWithWebIdentity", WEB, X_TC_Version="2017-03-12")
+    assert old["Error"]["Code"] == "NoSuchVersion"
+    missing = await sts_post(url, "AssumeRoleWithWebIdentity", {**WEB, "WebIdentityToken": None})
+    assert missing["Error"]["Code"] == "MissingParameter"
+    bad = await sts_post(url, "AssumeRoleWithWebIdentity", {**WEB, "DurationSeconds": 0})
+    assert bad["Error"]["Code"] == "InvalidParameterValue"
+    unknown = await sts_post(url, "AssumeRoleWithWebIdentity", {**WEB, "Extra": 1})
+    assert unknown["Error"]["Code"] == "UnknownParameter"
+    ok = await sts_post(url, "AssumeRoleWithWebIdentity", {**WEB, "DurationSeconds": 7200})
+    assert set(ok["Credentials"]) == {"Token", "TmpSecretId", "TmpSecretKey"}
+    assert 0 < ok["ExpiredTime"] - time.time() <= 3  # capped by --token-seconds
+    assert ok["Expiration"].endswith("Z")
+
+
+async def test_emulator_metadata_answers_only_its_paths(role_emulator: Emulator) -> None:
+    base = role_emulator.metadata_url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "cam/security-credentials/other-role") as resp:
+            assert resp.status == 404
+        async with session.post(base + "cam/security-credentials/") as resp:
+            assert resp.status == 405
+        async with session.get(base + "cam/security-credentials/") as resp:
+            assert await resp.text() == "tcvpc-demo-role"
+    assert credential_stats(role_emulator)["metadata"]["credential_fetches"] == 0
+
+
+async def test_metadata_is_off_unless_asked() -> None:
+    async with Emulator(EmulatorConfig()) as emu, aiohttp.ClientSession() as session:
+        async with session.get(emu.url + "/latest/meta-data/cam/security-credentials/") as resp:
+            body = await resp.json(content_type=None)
+        assert body["Response"]["Error"]["Code"] == "UnsupportedProtocol"
+        with pytest.raises(RuntimeError, match="metadata"):
+            _ = emu.metadata_url
