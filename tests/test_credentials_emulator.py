@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -402,3 +403,53 @@ async def test_metadata_is_off_unless_asked() -> None:
         assert body["Response"]["Error"]["Code"] == "UnsupportedProtocol"
         with pytest.raises(RuntimeError, match="metadata"):
             _ = emu.metadata_url
+
+
+@pytest.mark.slow
+async def test_role_based_cleanup_job_outlives_its_tokens(tmp_path: Path) -> None:
+    """``tcvpc cleanup`` in a process with no keys at all: the chain finds the CVM role."""
+    config = EmulatorConfig(
+        metadata=True, token_seconds=2, gateways=30, tunnels_per_gateway=10, delete_seconds=0.05
+    )
+    async with Emulator(config) as emu:
+        tunnels = emu.tunnels()
+        (tmp_path / "t.csv").write_text(
+            "VpnGatewayId,VpnConnectionId\n"
+            + "".join(f"{t['gateway']},{t['id']}\n" for t in tunnels)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")}
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env.update(
+            PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p),
+            HOME=str(tmp_path),
+            TENCENTCLOUD_REGION=REGION,
+            TENCENTCLOUD_CREDENTIALS_FILE=str(tmp_path / "none"),
+            TCVPC_METADATA_URL=emu.metadata_url,
+        )
+        report = tmp_path / "report.jsonl"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; from tcvpc.cleanup.command import cleanup_command; "
+            "cleanup_command(sys.argv[1:], prog_name='tcvpc cleanup')",
+            "--input",
+            str(tmp_path / "t.csv"),
+            "--endpoint",
+            emu.url,
+            "--report",
+            str(report),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        assert emu.tunnels() == [] or all(t["state"] == "DELETING" for t in emu.tunnels())
+        stats = credential_stats(emu)
+        assert stats["metadata"]["credential_fetches"] >= 2  # the job outlived its first key
+        assert stats["token_failures"] == {}
+        assert token_failure_answers(emu) == 0
+        deletes = emu.stats()["requests"]
+        assert isinstance(deletes, dict)
+        assert deletes["DeleteVpnConnection"] == {"OK": len(tunnels)}
+        assert_no_secrets(emu, out.decode(), err.decode(), report.read_text())
