@@ -119,10 +119,9 @@ class VpcClient:
     ``credential``: a :class:`Credential`, any :class:`CredentialProvider`, or ``None`` for the
     default chain (environment, profile file, CVM role, TKE OIDC: see chain.py). A provider
     with ``force_refresh`` (refreshing.py) renews its key once when the server refuses its token.
-    ``region`` defaults to
-    ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in requests per second
-    (default 99.5: never more than 100 in any second, see ratelimit.py); pass ``limiters`` to
-    share budgets between clients.
+    ``region`` defaults to ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in
+    requests per second (default 99.5: never more than 100 in any second, see ratelimit.py); pass
+    ``limiters`` to share budgets between clients.
     ``timeout`` bounds one attempt; ``retry_policy`` bounds the whole call.
     """
 
