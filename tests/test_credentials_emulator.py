@@ -339,7 +339,7 @@ def test_cli_serves_metadata_with_the_lifetime_given() -> None:
         assert 28 <= document["ExpiredTime"] - time.time() <= 31
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # reaps it and closes its pipes
 
 
 async def sts_post(url: str, action: str, params: dict[str, Any], **headers: str) -> dict[str, Any]:
