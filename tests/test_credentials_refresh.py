@@ -537,3 +537,15 @@ async def test_a_background_refresh_that_gave_up_does_not_restart_on_every_call(
         await asyncio.sleep(0)
     assert provider.fetches == fetches  # paused, not a fetch per call
     await provider.aclose()
+
+
+async def test_a_refused_key_that_cannot_be_replaced_says_so() -> None:
+    clock = Clock()
+    provider = FakeProvider(clock, refresh_timeout=0.05)
+    refused = await provider.get()
+    provider.fail = 10**6
+    with pytest.raises(CredentialsError, match="refused the temporary key's token"):
+        await provider.force_refresh(refused)
+    with pytest.raises(CredentialsError):  # and nobody signs with it any more
+        await provider.get()
+    await provider.aclose()

@@ -254,6 +254,7 @@ class RefreshingProvider(abc.ABC):
             raise self._failure(exc) from None
         held = self._hold(issued)
         self._held = held
+        self._quiet_until = -math.inf
         self.refreshes += 1
         logger.info("%s: new temporary key, expires %s", self.source, _iso(held.expires_at))
         return held
@@ -266,7 +267,12 @@ class RefreshingProvider(abc.ABC):
                 f"{self.source}: refresh failed, the current key stays in use until "
                 f"{_iso(held.usable_until)}: {exc}"
             )
-        if held is not None and math.isfinite(held.expires_at):
+        if held is not None and held.usable_until == -math.inf:
+            return CredentialsError(
+                f"{self.source}: the server refused the temporary key's token and no new key "
+                f"could be fetched: {exc}"
+            )
+        if held is not None:
             return CredentialsError(
                 f"{self.source}: the temporary key expired at {_iso(held.expires_at)} "
                 f"and could not be renewed: {exc}"
