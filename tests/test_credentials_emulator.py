@@ -22,6 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from tencentcloud.common import credential as sdk_credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.vpc.v20170312 import models, vpc_client
 
 from tcvpc import Credential, RetryPolicy, VpcClient
 from tcvpc.chain import DefaultChainProvider, default_provider
@@ -453,3 +458,40 @@ async def test_role_based_cleanup_job_outlives_its_tokens(tmp_path: Path) -> Non
         assert isinstance(deletes, dict)
         assert deletes["DeleteVpnConnection"] == {"OK": len(tunnels)}
         assert_no_secrets(emu, out.decode(), err.decode(), report.read_text())
+
+
+@pytest.mark.parametrize(
+    ("sign_method", "req_method"),
+    [
+        ("TC3-HMAC-SHA256", "POST"),
+        ("TC3-HMAC-SHA256", "GET"),
+        ("HmacSHA256", "POST"),
+        ("HmacSHA1", "GET"),
+    ],
+)
+async def test_official_sdk_with_a_temporary_key_in_every_signing_mode(
+    role_emulator: Emulator, sign_method: str, req_method: str
+) -> None:
+    """The SDK sends the token as ``X-TC-Token`` (TC3) or the ``Token`` parameter (older)."""
+    emu = role_emulator
+    provider = CvmRoleProvider(metadata_url=emu.metadata_url)
+    key = await provider.get()
+    await provider.aclose()
+    assert key.token is not None
+
+    def describe(token: str) -> int:
+        profile = ClientProfile(
+            signMethod=sign_method,
+            httpProfile=HttpProfile(protocol="http", endpoint=emu.endpoint, reqMethod=req_method),
+        )
+        client = vpc_client.VpcClient(
+            sdk_credential.Credential(key.secret_id, key.secret_key, token), REGION, profile
+        )
+        request = models.DescribeVpnConnectionsRequest()
+        request.Limit = 1
+        return int(client.DescribeVpnConnections(request).TotalCount)
+
+    assert await asyncio.to_thread(describe, key.token) == 100
+    with pytest.raises(TencentCloudSDKException) as info:
+        await asyncio.to_thread(describe, key.token[::-1])
+    assert info.value.get_code() == "AuthFailure.TokenFailure"
