@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from tencentcloud.common import credential as sdk_credential
+from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
@@ -495,3 +496,33 @@ async def test_official_sdk_with_a_temporary_key_in_every_signing_mode(
     with pytest.raises(TencentCloudSDKException) as info:
         await asyncio.to_thread(describe, key.token[::-1])
     assert info.value.get_code() == "AuthFailure.TokenFailure"
+
+
+async def test_official_sdk_common_client_against_the_emulator_sts(role_emulator: Emulator) -> None:
+    """The SDK's own STS calls (as its STS and OIDC credentials make them) get keys that work."""
+    emu = role_emulator
+
+    def sts(action: str, params: dict[str, Any], options: dict[str, Any] | None) -> Any:
+        profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=emu.endpoint))
+        client = CommonClient(
+            "sts",
+            "2018-08-13",
+            sdk_credential.Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+            REGION,
+            profile=profile,
+        )
+        return client.call_json(action, params, options=options)
+
+    role = {"RoleArn": "qcs::cam::uin/100:roleName/x", "RoleSessionName": "sdk-session"}
+    signed = await asyncio.to_thread(sts, "AssumeRole", role, None)
+    unsigned = await asyncio.to_thread(
+        sts,
+        "AssumeRoleWithWebIdentity",
+        {**role, "ProviderId": "tke", "WebIdentityToken": "a.b.c"},
+        {"SkipSign": True},
+    )
+    for answer in (signed, unsigned):
+        creds = answer["Response"]["Credentials"]
+        key = Credential(creds["TmpSecretId"], creds["TmpSecretKey"], creds["Token"])
+        async with VpcClient(key, region=REGION, endpoint=emu.url) as client:
+            await client.call("DescribeVpnConnections", {"Limit": 1})
