@@ -44,7 +44,7 @@ LONG = Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY)
 
 @pytest.fixture
 async def role_emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(EmulatorConfig(metadata=True, token_seconds=3)) as emu:
+    async with Emulator(EmulatorConfig(metadata=True, token_seconds=4)) as emu:
         yield emu
 
 
@@ -101,7 +101,7 @@ async def test_cvm_role_job_runs_through_three_lifetimes_without_a_failure(
     async with VpcClient(provider, region=REGION, endpoint=emu.url, rate=60) as client:
         await client.call("DescribeVpnConnections", {"Limit": 1})  # the first key
         assert provider.stalls == 1
-        ok, failures = await run_job(client, seconds=9.5)  # lifetimes are 2-3 s (whole seconds)
+        ok, failures = await run_job(client, seconds=11.5)  # lifetimes: 3-4 s (whole seconds)
         assert failures == []
         assert dict(client.stats.errors_by_code) == {}  # not even a retried error
         assert ok > 200
@@ -160,7 +160,7 @@ async def test_emulator_refuses_temporary_keys_without_their_live_token(
             assert good.token not in str(info.value)
     async with VpcClient(good, region=REGION, endpoint=emu.url) as client:
         await client.call("DescribeVpnConnections", {"Limit": 1}, retry_policy=once)
-        emu.set_clock_skew(10)  # the server's clock passes the key's expiry (3 s at most)
+        emu.set_clock_skew(10)  # the server's clock passes the key's expiry (4 s at most)
         with pytest.raises(TokenExpiredError):
             await client.call("DescribeVpnConnections", {"Limit": 1}, retry_policy=once)
     assert credential_stats(emu)["token_failures"] == {"missing": 1, "wrong": 1, "expired": 1}
@@ -386,7 +386,7 @@ async def test_emulator_sts_checks_its_requests(role_emulator: Emulator) -> None
     assert unknown["Error"]["Code"] == "UnknownParameter"
     ok = await sts_post(url, "AssumeRoleWithWebIdentity", {**WEB, "DurationSeconds": 7200})
     assert set(ok["Credentials"]) == {"Token", "TmpSecretId", "TmpSecretKey"}
-    assert 0 < ok["ExpiredTime"] - time.time() <= 3  # capped by --token-seconds
+    assert 0 < ok["ExpiredTime"] - time.time() <= 4  # capped by --token-seconds
     assert ok["Expiration"].endswith("Z")
 
 
@@ -415,7 +415,7 @@ async def test_metadata_is_off_unless_asked() -> None:
 async def test_role_based_cleanup_job_outlives_its_tokens(tmp_path: Path) -> None:
     """``tcvpc cleanup`` in a process with no keys at all: the chain finds the CVM role."""
     config = EmulatorConfig(
-        metadata=True, token_seconds=2, gateways=30, tunnels_per_gateway=10, delete_seconds=0.05
+        metadata=True, token_seconds=3, gateways=30, tunnels_per_gateway=10, delete_seconds=0.05
     )
     async with Emulator(config) as emu:
         tunnels = emu.tunnels()
