@@ -24,6 +24,7 @@ from tcvpc.errors import (
     RequestTimeoutError,
     ResourceBusyError,
     ResponseError,
+    ResponseTooLargeError,
     RetryKind,
     ServerError,
     SignatureExpiredError,
@@ -34,10 +35,21 @@ from tcvpc.errors import (
 from tcvpc.models import DeleteOutcome, DeleteResult, Tag, TunnelRef, TunnelState, VpnConnection
 from tcvpc.ratelimit import AdaptivePacer, LimiterRegistry, RateLimiter, StrictRateLimiter
 from tcvpc.retry import Backoff, RetryBudget, RetryPolicy
+from tcvpc.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    AiohttpTransport,
+    AsyncTransport,
+    MockTransport,
+    Request,
+    Response,
+)
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "AdaptivePacer",
+    "AiohttpTransport",
     "ApiError",
+    "AsyncTransport",
     "AuthError",
     "Backoff",
     "BadRequestError",
@@ -51,11 +63,15 @@ __all__ = [
     "GatewayBusyError",
     "InvalidStateError",
     "LimiterRegistry",
+    "MockTransport",
     "NotFoundError",
     "RateLimiter",
+    "Request",
     "RequestTimeoutError",
     "ResourceBusyError",
+    "Response",
     "ResponseError",
+    "ResponseTooLargeError",
     "RetryBudget",
     "RetryEvent",
     "RetryKind",
