@@ -102,6 +102,7 @@ def test_throttle_is_decided_by_kind() -> None:
 def _sdk_vpc_codes() -> list[str]:
     """Every code the official SDK documents for VPC (a test oracle, dev extra)."""
     from tencentcloud.vpc.v20170312 import errorcodes as codes
+
     return [v for k, v in vars(codes).items() if k.isupper() and isinstance(v, str)]
 
 

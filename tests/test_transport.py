@@ -393,7 +393,8 @@ async def test_no_secret_in_exceptions_chains_or_frames(kind: str) -> None:
     if server is not None and server.seen:
         auth = server.seen[0].headers["authorization"]
         signatures = re.findall(r"Signature=([0-9a-f]{64})", auth)
-        assert signatures and server.seen[0].headers["x-tc-token"] == TOKEN
+        assert signatures
+        assert server.seen[0].headers["x-tc-token"] == TOKEN
     text = "".join(
         traceback.TracebackException(
             type(exc), exc, exc.__traceback__, capture_locals=True
@@ -402,7 +403,8 @@ async def test_no_secret_in_exceptions_chains_or_frames(kind: str) -> None:
     for link in chain(exc):
         text += repr(link) + str(link)
         assert not type(link).__module__.startswith("aiohttp"), type(link)
-    assert exc.__cause__ is None and exc.__context__ is None
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
     for secret in [SECRET, TOKEN, "Signature=", *signatures]:
         assert secret not in text, (kind, secret)
     assert "<redacted>" in text  # the Request was in a frame, and its repr hid what it must
@@ -450,7 +452,8 @@ async def test_tls_untrusted_without_it(ca: trustme.CA, monkeypatch: pytest.Monk
         exc = await failure_of(client)
     assert type(exc) is TransportError
     assert exc.outcome_unknown is False
-    assert "TLS certificate" in str(exc) and "not trusted" in str(exc)
+    assert "TLS certificate" in str(exc)
+    assert "not trusted" in str(exc)
     assert "ca_bundle" in str(exc)
 
 
@@ -568,26 +571,28 @@ async def test_every_request_passes_the_proxy_named_by_http_proxy(
 
 async def test_no_proxy_bypasses_it(monkeypatch: pytest.MonkeyPatch) -> None:
     clear_proxy_env(monkeypatch)
-    async with Emulator(EmulatorConfig(gateways=1, tunnels_per_gateway=1)) as emu:
-        async with forward_proxy() as proxy:
-            monkeypatch.setenv("HTTP_PROXY", proxy.url)
-            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-            await run_calls(emu.url)
-            assert proxy.seen == []
-            monkeypatch.delenv("NO_PROXY")
-            await run_calls(emu.url, trust_env=False)
-            assert proxy.seen == []
+    config = EmulatorConfig(gateways=1, tunnels_per_gateway=1)
+    async with Emulator(config) as emu, forward_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        await run_calls(emu.url)
+        assert proxy.seen == []
+        monkeypatch.delenv("NO_PROXY")
+        await run_calls(emu.url, trust_env=False)
+        assert proxy.seen == []
+        await run_calls(emu.url)
+        assert len(proxy.seen) == 3  # the same set-up without either goes through it
 
 
 async def test_proxy_argument_with_credentials_never_logged(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     clear_proxy_env(monkeypatch)
-    async with Emulator(EmulatorConfig(gateways=1, tunnels_per_gateway=1)) as emu:
-        async with forward_proxy() as proxy:
-            with caplog.at_level(logging.DEBUG):
-                proxied = proxy.url.replace("http://", "http://proxyuser:proxy-pw-secret@")
-                client = await run_calls(emu.url, proxy=proxied)
+    config = EmulatorConfig(gateways=1, tunnels_per_gateway=1)
+    async with Emulator(config) as emu, forward_proxy() as proxy:
+        with caplog.at_level(logging.DEBUG):
+            proxied = proxy.url.replace("http://", "http://proxyuser:proxy-pw-secret@")
+            client = await run_calls(emu.url, proxy=proxied)
     assert len(proxy.seen) == 3
     expected = "Basic " + base64.b64encode(b"proxyuser:proxy-pw-secret").decode()
     assert all(s.headers.get("proxy-authorization") == expected for s in proxy.seen)
@@ -608,8 +613,9 @@ async def test_api_error_through_the_real_transport() -> None:
     body = json.dumps(
         {"Response": {"Error": {"Code": "ResourceNotFound", "Message": "m"}, "RequestId": "r"}}
     ).encode()
-    async with raw_server(reply(200, body, Date="Tue, 15 Nov 1994 08:12:31 GMT")) as server:
-        async with client_for(server.url) as client:
-            exc = await failure_of(client)
+    answer = reply(200, body, Date="Tue, 15 Nov 1994 08:12:31 GMT")
+    async with raw_server(answer) as server, client_for(server.url) as client:
+        exc = await failure_of(client)
     assert isinstance(exc, ApiError)
-    assert exc.server_date is not None and exc.server_date.year == 1994
+    assert exc.server_date is not None
+    assert exc.server_date.year == 1994
