@@ -16,6 +16,7 @@ import ssl
 import time
 import traceback
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from tcvpc import (
     DeleteOutcome,
     Request,
     RequestTimeoutError,
+    Response,
     ResponseError,
     ResponseTooLargeError,
     RetryPolicy,
@@ -222,6 +224,32 @@ async def test_endless_body_is_cut_at_the_cap() -> None:
     assert "1000000-byte cap" in str(exc)
     assert exc.retry_kind is None
     assert peak < 32 * 1024 * 1024  # what was read stays near the cap
+
+
+async def test_compressed_bomb_is_cut_at_the_cap() -> None:
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    blob = bomb.compress(b"\0" * (64 * 1024 * 1024)) + bomb.flush()
+
+    async def gzipped(seen: Seen, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(blob)}\r\n\r\n".encode()
+            + blob
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(gzipped) as server,
+        client_for(server.url, max_response_bytes=1_000_000) as client,
+    ):
+        tracemalloc.start()
+        try:
+            exc = await failure_of(client)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert isinstance(exc, ResponseTooLargeError)  # the cap counts decompressed bytes
+    assert peak < 32 * 1024 * 1024
 
 
 async def test_declared_oversize_is_refused_unread() -> None:
@@ -614,5 +642,9 @@ async def test_api_error_through_the_real_transport() -> None:
     async with raw_server(answer) as server, client_for(server.url) as client:
         exc = await failure_of(client)
     assert isinstance(exc, ApiError)
+    assert "body=" in repr(Response(200, {}, b"TmpSecretKey"))
+    assert "Tmp" not in repr(
+        Response(200, {}, b"TmpSecretKey")
+    )
     assert exc.server_date is not None
     assert exc.server_date.year == 1994

@@ -82,6 +82,12 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     body: bytes = b""
 
+    def __repr__(self) -> str:
+        # A metadata or STS answer carries temporary keys: the body stays out of reprs.
+        return (
+            f"Response({self.status}, headers={dict(self.headers)!r}, body={len(self.body)} bytes)"
+        )
+
 
 @runtime_checkable
 class AsyncTransport(Protocol):
