@@ -180,13 +180,17 @@ class VpcClient:
         self._language = language
         self._on_retry = on_retry
         self._owns_transport = transport is None
-        self._transport: AsyncTransport = transport or AiohttpTransport(
-            max_connections=max_connections,
-            max_response_bytes=max_response_bytes,
-            proxy=proxy,
-            trust_env=trust_env,
-            ca_bundle=ca_bundle,
-            session=session,
+        self._transport: AsyncTransport = (
+            transport
+            if transport is not None
+            else AiohttpTransport(
+                max_connections=max_connections,
+                max_response_bytes=max_response_bytes,
+                proxy=proxy,
+                trust_env=trust_env,
+                ca_bundle=ca_bundle,
+                session=session,
+            )
         )
         self._closed = False
         self._clock_offset = 0.0
