@@ -7,8 +7,9 @@ credential providers reuse the same seam for metadata and STS calls.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
+import os
 import ssl
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +46,12 @@ _CHUNK = 64 * 1024
 
 def _redacted(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _url(value: str) -> URL:
+    """Parsed once: a transport talks to a handful of URLs, thousands of times a second."""
+    return URL(value)
 
 
 def _safe_url(url: str | URL) -> str:
@@ -143,11 +150,22 @@ def _validated_proxy(proxy: str | None) -> URL | None:
 
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """Verified TLS: ``ca_bundle`` if given, else the system store (which honours SSL_CERT_FILE)."""
+    if ca_bundle is None:
+        return _system_tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
     try:
         # create_default_context always verifies certificates and host names.
         return ssl.create_default_context(cafile=ca_bundle)
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"ca_bundle {ca_bundle!r} cannot be loaded: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _system_tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """One per process and environment: loading the system store costs tens of milliseconds.
+
+    The arguments are the variables OpenSSL reads, so that a changed SSL_CERT_FILE is honoured.
+    """
+    return ssl.create_default_context()
 
 
 class AiohttpTransport:
@@ -217,7 +235,8 @@ class AiohttpTransport:
                 )
             return self._user_session
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls())
+            # TLS is chosen per request (_exchange): plain-http endpoints load no trust store.
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 # Proxies are resolved here (_proxy_for), so aiohttp never reads ~/.netrc
@@ -247,13 +266,12 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         session = self._ensure_session()
-        url = URL(request.url)
+        url = _url(request.url)
         failure: TcvpcError
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
         try:
-            async with asyncio.timeout(request.timeout):
-                return await self._exchange(session, url, request)
+            return await self._exchange(session, url, request)
         except TcvpcError:
             raise
         except TimeoutError:
@@ -324,7 +342,8 @@ class AiohttpTransport:
             proxy=self._proxy_for(url),
             ssl=self._tls() if url.scheme == "https" else True,
             # Per request, so a caller's session cannot stretch, shorten or drop our timeout,
-            # nor turn an HTTP status into an aiohttp exception.
+            # nor turn an HTTP status into an aiohttp exception. ``total`` covers connecting,
+            # sending and reading the whole body.
             timeout=aiohttp.ClientTimeout(total=request.timeout),
             raise_for_status=False,
         ) as resp:
@@ -342,6 +361,9 @@ class AiohttpTransport:
                 status=resp.status,
                 excerpt="",
             )
+        if declared is not None and "content-encoding" not in resp.headers:
+            # The common case: aiohttp reads exactly the declared length, which fits.
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
