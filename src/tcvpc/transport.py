@@ -54,6 +54,11 @@ def _url(value: str) -> URL:
     return URL(value)
 
 
+@functools.lru_cache(maxsize=16)
+def _client_timeout(total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
+
+
 def _safe_url(url: str | URL) -> str:
     """A URL fit for logs and messages: any ``user:password@`` is dropped."""
     try:
@@ -235,7 +240,7 @@ class AiohttpTransport:
                 )
             return self._user_session
         if self._session is None or self._session.closed:
-            # TLS is chosen per request (_exchange): plain-http endpoints load no trust store.
+            # TLS is chosen per request (send): plain-http endpoints load no trust store.
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -271,7 +276,23 @@ class AiohttpTransport:
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
         try:
-            return await self._exchange(session, url, request)
+            async with session.request(
+                request.method,
+                url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,  # the API never redirects: a 3xx is the caller's to judge
+                proxy=self._proxy_for(url),
+                ssl=self._tls() if url.scheme == "https" else True,
+                # Per request, so a caller's session cannot stretch, shorten or drop our
+                # timeout, nor turn an HTTP status into an aiohttp exception. ``total`` covers
+                # connecting, sending and reading the whole body.
+                timeout=_client_timeout(request.timeout),
+                raise_for_status=False,
+            ) as resp:
+                body = await self._read_capped(resp, request.label)
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+                return Response(resp.status, MappingProxyType(headers), body)
         except TcvpcError:
             raise
         except TimeoutError:
@@ -329,27 +350,6 @@ class AiohttpTransport:
                 outcome_unknown=False,
             )
         raise failure
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, url: URL, request: Request
-    ) -> Response:
-        async with session.request(
-            request.method,
-            url,
-            data=request.body,
-            headers=request.headers,
-            allow_redirects=False,  # the API never redirects: a 3xx is the caller's to judge
-            proxy=self._proxy_for(url),
-            ssl=self._tls() if url.scheme == "https" else True,
-            # Per request, so a caller's session cannot stretch, shorten or drop our timeout,
-            # nor turn an HTTP status into an aiohttp exception. ``total`` covers connecting,
-            # sending and reading the whole body.
-            timeout=aiohttp.ClientTimeout(total=request.timeout),
-            raise_for_status=False,
-        ) as resp:
-            body = await self._read_capped(resp, request.label)
-            headers = {k.lower(): v for k, v in resp.headers.items()}
-            return Response(resp.status, MappingProxyType(headers), body)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, label: str) -> bytes:
         declared = resp.content_length
