@@ -34,6 +34,7 @@ from tcvpc import (
     ClientClosedError,
     Credential,
     DeleteOutcome,
+    EventLoopError,
     Request,
     RequestTimeoutError,
     Response,
@@ -643,8 +644,25 @@ async def test_api_error_through_the_real_transport() -> None:
         exc = await failure_of(client)
     assert isinstance(exc, ApiError)
     assert "body=" in repr(Response(200, {}, b"TmpSecretKey"))
-    assert "Tmp" not in repr(
-        Response(200, {}, b"TmpSecretKey")
-    )
+    assert "Tmp" not in repr(Response(200, {}, b"TmpSecretKey"))
     assert exc.server_date is not None
     assert exc.server_date.year == 1994
+
+
+def test_a_client_used_from_a_second_event_loop_says_so() -> None:
+    async def run_server_and(call: Callable[[str], Awaitable[None]]) -> None:
+        async with raw_server(reply(200, OK_BODY)) as server:
+            await call(server.url)
+
+    transport = AiohttpTransport()
+
+    async def first(url: str) -> None:
+        answer = await transport.send(Request("POST", url, {}, b"{}", label="A"))
+        assert answer.status == 200
+
+    async def second(url: str) -> None:
+        with pytest.raises(EventLoopError, match="create the client inside the event loop"):
+            await transport.send(Request("POST", url, {}, b"{}", label="A"))
+
+    asyncio.run(run_server_and(first))
+    asyncio.run(run_server_and(second))  # a new loop, as pytest gives each test

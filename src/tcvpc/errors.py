@@ -5,6 +5,7 @@ Every exception this library raises on purpose derives from :class:`TcvpcError`:
     TcvpcError
     ├── CredentialsNotFoundError    no credential anywhere the default chain looked
     ├── ClientClosedError           the client (or the session it was given) is closed
+    ├── EventLoopError              the client is used from another event loop than its own
     ├── TransportError              refused, reset, DNS, TLS, proxy, timeout: no HTTP answer
     │   └── RequestTimeoutError     no complete answer within the configured timeout
     ├── ResponseError               not an API answer: non-200 (3xx included), HTML, cut JSON
@@ -38,6 +39,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "CredentialsNotFoundError",
+    "EventLoopError",
     "GatewayBusyError",
     "InvalidStateError",
     "NotFoundError",
@@ -94,6 +96,11 @@ class CredentialsNotFoundError(TcvpcError):
 class ClientClosedError(TcvpcError, RuntimeError):
     """The client was used after ``aclose()``, or the ``aiohttp.ClientSession`` it was given is
     closed. Nothing was sent."""
+
+
+class EventLoopError(TcvpcError, RuntimeError):
+    """The client's connections belong to another event loop (a client made at import time,
+    per-test loops, threads). Create the client inside the loop that uses it. Nothing was sent."""
 
 
 class TransportError(TcvpcError):

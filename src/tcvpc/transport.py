@@ -7,6 +7,7 @@ credential providers reuse the same seam for metadata and STS calls.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
@@ -22,6 +23,7 @@ from yarl import URL
 
 from tcvpc.errors import (
     ClientClosedError,
+    EventLoopError,
     RequestTimeoutError,
     ResponseTooLargeError,
     TcvpcError,
@@ -215,6 +217,7 @@ class AiohttpTransport:
         self._env_proxies: dict[tuple[str, str], URL | None] = {}
         self._user_session = session
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -239,7 +242,15 @@ class AiohttpTransport:
                     "keep it open for as long as the client is used"
                 )
             return self._user_session
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            # aiohttp would fail obscurely, or hang, on connections of another loop.
+            raise EventLoopError(
+                "this client's connections belong to another event loop; create the client "
+                "inside the event loop (or the async function) that uses it"
+            )
         if self._session is None or self._session.closed:
+            self._loop = loop
             # TLS is chosen per request (send): plain-http endpoints load no trust store.
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(
