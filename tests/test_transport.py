@@ -508,6 +508,27 @@ async def test_tls_is_verified_even_through_a_caller_session(
     assert "not trusted" in str(exc)
 
 
+async def test_the_client_against_the_emulator_over_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    config = EmulatorConfig(gateways=1, tunnels_per_gateway=2, tls=True)
+    credential = Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY)
+    async with Emulator(config) as emu:
+        async with VpcClient(
+            credential, region=DEMO_REGION, endpoint=emu.url, ca_bundle=str(emu.ca_path)
+        ) as client:
+            found = [c async for c in client.describe_vpn_connections(filters={"vpc-id": "x"})]
+            assert found == []
+            (tunnel, _) = emu.tunnels()
+            result = await client.delete_vpn_connection(
+                vpn_gateway_id=tunnel["gateway"], vpn_connection_id=tunnel["id"]
+            )
+            assert result.outcome is DeleteOutcome.DELETED
+        async with VpcClient(credential, region=DEMO_REGION, endpoint=emu.url) as untrusting:
+            exc = await failure_of(untrusting)
+            assert type(exc) is TransportError
+            assert "not trusted" in str(exc)
+
+
 # -- proxies -------------------------------------------------------------------------------------
 
 
