@@ -670,20 +670,19 @@ async def test_api_error_through_the_real_transport() -> None:
     assert exc.server_date.year == 1994
 
 
-def test_a_client_used_from_a_second_event_loop_says_so() -> None:
-    async def run_server_and(call: Callable[[str], Awaitable[None]]) -> None:
-        async with raw_server(reply(200, OK_BODY)) as server:
-            await call(server.url)
-
+async def test_a_client_used_from_a_second_event_loop_says_so() -> None:
     transport = AiohttpTransport()
 
-    async def first(url: str) -> None:
-        answer = await transport.send(Request("POST", url, {}, b"{}", label="A"))
-        assert answer.status == 200
-
-    async def second(url: str) -> None:
+    async def from_another_loop(url: str) -> None:
         with pytest.raises(EventLoopError, match="create the client inside the event loop"):
             await transport.send(Request("POST", url, {}, b"{}", label="A"))
 
-    asyncio.run(run_server_and(first))
-    asyncio.run(run_server_and(second))  # a new loop, as pytest gives each test
+    async with raw_server(reply(200, OK_BODY)) as server:
+        try:
+            answer = await transport.send(Request("POST", server.url, {}, b"{}", label="A"))
+            assert answer.status == 200
+            # A thread with its own loop, as a second thread or a per-test loop would have.
+            await asyncio.to_thread(asyncio.run, from_another_loop(server.url))
+            assert len(server.seen) == 1  # nothing sent from the other loop
+        finally:
+            await transport.aclose()
