@@ -90,7 +90,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """An HTTP answer, fully read. Header names are lower-case."""
+    """An HTTP answer, fully read. ``headers`` are looked up by lower-case name (a transport
+    gives a case-insensitive mapping, or lower-cases the names)."""
 
     status: int
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -302,8 +303,8 @@ class AiohttpTransport:
                 raise_for_status=False,
             ) as resp:
                 body = await self._read_capped(resp, request.label)
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return Response(resp.status, MappingProxyType(headers), body)
+                # aiohttp's headers are read-only and case-insensitive: "date" finds "Date".
+                return Response(resp.status, resp.headers, body)
         except TcvpcError:
             raise
         except TimeoutError:
