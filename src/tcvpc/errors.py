@@ -20,6 +20,7 @@ Every exception this library raises on purpose derives from :class:`TcvpcError`:
         ├── AuthError               AuthFailure*, UnauthorizedOperation*, IpInBlacklist, ...
         │   └── SignatureExpiredError   AuthFailure.SignatureExpire (clock skew)
         └── BadRequestError         everything else, sub-codes of the busy codes included
+            └── SetupError          wrong region, action or version: every call will fail
 
 Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind, and
 nothing outside this module looks at a code string to decide anything. No exception chains an
@@ -49,6 +50,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryKind",
     "ServerError",
+    "SetupError",
     "SignatureExpiredError",
     "TcvpcError",
     "ThrottledError",
