@@ -1,18 +1,22 @@
-"""VpcClient against aioresponses: envelope decoding, every error class and retry path."""
+"""VpcClient through a MockTransport: envelope decoding, every error class and retry path.
+
+No HTTP here: the transport is a function of the request. The aiohttp transport itself is tested
+against real loopback servers in test_transport.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import aiohttp
 import pytest
-from aioresponses import CallbackResult, aioresponses
 
 from tcvpc import (
     AuthError,
@@ -23,14 +27,17 @@ from tcvpc import (
     GatewayBusyError,
     InvalidStateError,
     LimiterRegistry,
+    MockTransport,
     NotFoundError,
+    Request,
     RequestTimeoutError,
+    ResourceBusyError,
+    Response,
     ResponseError,
     RetryBudget,
     RetryEvent,
     RetryPolicy,
     ServerError,
-    ThrottledError,
     TransportError,
     VpcClient,
 )
@@ -41,89 +48,140 @@ GW, CONN = "vpngw-7lcl5331", "vpnx-p0j11j28"
 SECRET = "topsecretkey-do-not-leak"
 TOKEN = "session-token-do-not-leak"
 
-
-def ok(**extra: Any) -> dict[str, Any]:
-    return {"Response": {"RequestId": "req-ok", **extra}}
+Answer = Callable[[Request], Response | Awaitable[Response]]
 
 
-def err(code: str, message: str = "boom", request_id: str = "req-err") -> dict[str, Any]:
-    return {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
+def answer(
+    document: Any = None, *, status: int = 200, body: bytes | None = None, **headers: str
+) -> Answer:
+    """An answer with a JSON ``document`` (or raw ``body``)."""
+    raw = body if body is not None else json.dumps(document).encode()
+    lowered = {k.lower().replace("_", "-"): v for k, v in headers.items()}
+    return lambda request: Response(status, lowered, raw)
+
+
+def ok(**extra: Any) -> Answer:
+    return answer({"Response": {"RequestId": "req-ok", **extra}})
+
+
+def err(code: str, message: str = "boom", request_id: str = "req-err", **headers: str) -> Answer:
+    doc = {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
+    return answer(doc, **headers)
+
+
+def fails(exc_type: type[TransportError] = TransportError, *, sent: bool = True) -> Answer:
+    """A connection failure, fresh each time (the client annotates the exceptions it sees)."""
+
+    def raise_it(request: Request) -> Response:
+        raise exc_type("x: simulated", action=request.label, outcome_unknown=sent)
+
+    return raise_it
+
+
+class Script:
+    """The scripted server behind a MockTransport: answers in order, then ``repeat``."""
+
+    def __init__(self) -> None:
+        self.answers: list[Answer] = []
+        self.repeat: Answer | None = None
+        self.transport = MockTransport(self)
+
+    def then(self, *answers: Answer, repeat: bool = False) -> Script:
+        if repeat:
+            (self.repeat,) = answers
+        else:
+            self.answers.extend(answers)
+        return self
+
+    async def __call__(self, request: Request) -> Response:
+        if self.answers:
+            reply = self.answers.pop(0)
+        elif self.repeat is not None:
+            reply = self.repeat
+        else:
+            raise AssertionError(f"unexpected request {request!r}")
+        result = reply(request)
+        return await result if inspect.isawaitable(result) else result
+
+    @property
+    def requests(self) -> list[Request]:
+        return self.transport.requests
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests]
 
 
 @pytest.fixture
-def mocked() -> AsyncIterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
+def server() -> Script:
+    return Script()
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[VpcClient]:
+async def client(server: Script) -> AsyncIterator[VpcClient]:
     async with VpcClient(
         Credential("AKIDtest", SECRET, TOKEN),
         region="ap-guangzhou",
         endpoint=URL,
         retry_policy=RetryPolicy().without_waits(),
         rate=10_000,
+        transport=server.transport,
     ) as c:
         yield c
 
 
-def make_client(**options: Any) -> VpcClient:
-    """A client for the mocked endpoint; ``options`` override or extend the defaults."""
+def make_client(server: Script, **options: Any) -> VpcClient:
+    """A client for the scripted server; ``options`` override or extend the defaults."""
     return VpcClient(
         Credential("AKIDtest", SECRET),
-        **{"region": "ap-guangzhou", "endpoint": URL, **options},
+        **{"region": "ap-guangzhou", "endpoint": URL, "transport": server.transport, **options},
     )
-
-
-def sent(m: aioresponses) -> list[Any]:
-    return [call for calls in m.requests.values() for call in calls]
 
 
 async def delete(client: VpcClient, **kw: Any) -> Any:
     return await client.delete_vpn_connection(vpn_gateway_id=GW, vpn_connection_id=CONN, **kw)
 
 
-async def test_success_sends_signed_headers_and_body(
-    mocked: aioresponses, client: VpcClient
-) -> None:
-    mocked.post(URL, payload=ok())
+async def test_success_sends_signed_headers_and_body(server: Script, client: VpcClient) -> None:
+    server.then(ok())
     result = await delete(client)
     assert result.outcome is DeleteOutcome.DELETED
     assert (result.request_id, result.attempts, result.inferred) == ("req-ok", 1, False)
-    (call,) = sent(mocked)
-    headers = call.kwargs["headers"]
+    (request,) = server.requests
+    assert (request.method, request.url, request.label) == ("POST", URL, "DeleteVpnConnection")
+    headers = request.headers
     assert headers["X-TC-Action"] == "DeleteVpnConnection"
     assert headers["X-TC-Version"] == "2017-03-12"
     assert headers["X-TC-Region"] == "ap-guangzhou"
     assert headers["X-TC-Token"] == TOKEN
     assert headers["Host"] == "127.0.0.1:9"
     assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest/")
-    assert json.loads(call.kwargs["data"]) == {"VpnGatewayId": GW, "VpnConnectionId": CONN}
+    assert json.loads(request.body) == {"VpnGatewayId": GW, "VpnConnectionId": CONN}
+    assert request.timeout == 30.0
+    assert TOKEN not in repr(request)
+    assert "Signature=" not in repr(request)
 
 
 @pytest.mark.parametrize(
-    ("code", "exc_type"),
+    "code",
     [
-        ("InternalError", ServerError),
-        ("InternalError.ModuleError", ServerError),
-        ("ServiceUnavailable", ServerError),
-        ("RequestLimitExceeded", ThrottledError),
-        ("RequestLimitExceeded.UinLimitExceeded", ThrottledError),
-        ("LimitExceeded.ActionLimited", ThrottledError),
-        ("UnsupportedOperation.MutexOperationTaskRunning", GatewayBusyError),
-        ("UnsupportedOperation.DeleteVpnConnInvalidState", InvalidStateError),
-        ("ResourceInUse", Exception),
+        "InternalError",
+        "InternalError.ModuleError",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "RequestLimitExceeded",
+        "RequestLimitExceeded.UinLimitExceeded",
+        "LimitExceeded.ActionLimited",
+        "UnsupportedOperation.MutexOperationTaskRunning",
+        "UnsupportedOperation.DeleteVpnConnInvalidState",
+        "ResourceInUse",
     ],
 )
 async def test_transient_codes_are_retried_then_succeed(
-    mocked: aioresponses, client: VpcClient, code: str, exc_type: type[Exception]
+    server: Script, client: VpcClient, code: str
 ) -> None:
     events: list[RetryEvent] = []
     client._on_retry = events.append
-    mocked.post(URL, payload=err(code))
-    mocked.post(URL, payload=err(code))
-    mocked.post(URL, payload=ok())
+    server.then(err(code), err(code), ok())
     result = await delete(client)
     assert result.attempts == 3
     assert [e.code for e in events] == [code, code]
@@ -141,27 +199,28 @@ async def test_transient_codes_are_retried_then_succeed(
         ("MissingParameter", BadRequestError),
         ("UnsupportedOperation", BadRequestError),
         ("SomethingNobodyDocumented", BadRequestError),
+        ("ResourceInUse.Address", BadRequestError),
+        ("ResourceUnavailable.ServiceWhiteListNotAdded", BadRequestError),
     ],
 )
 async def test_permanent_codes_are_not_retried(
-    mocked: aioresponses, client: VpcClient, code: str, exc_type: type[Exception]
+    server: Script, client: VpcClient, code: str, exc_type: type[Exception]
 ) -> None:
-    mocked.post(URL, payload=err(code, "no", "req-1"))
-    mocked.post(URL, payload=ok())
+    server.then(err(code, "no", "req-1"), ok())
     with pytest.raises(exc_type) as info:
         await delete(client)
     assert info.value.code == code  # type: ignore[attr-defined]
     assert info.value.request_id == "req-1"  # type: ignore[attr-defined]
     assert info.value.attempts == 1  # type: ignore[attr-defined]
-    assert len(sent(mocked)) == 1
+    assert len(server.requests) == 1
 
 
-async def test_not_found_raises_unless_missing_ok(mocked: aioresponses, client: VpcClient) -> None:
-    mocked.post(URL, payload=err("ResourceNotFound"))
+async def test_not_found_raises_unless_missing_ok(server: Script, client: VpcClient) -> None:
+    server.then(err("ResourceNotFound"))
     with pytest.raises(NotFoundError):
         await delete(client)
     for code in ("ResourceNotFound", "UnsupportedOperation.RecordNotExists"):
-        mocked.post(URL, payload=err(code, request_id="req-gone"))
+        server.then(err(code, request_id="req-gone"))
         result = await delete(client, missing_ok=True)
         assert result.outcome is DeleteOutcome.ALREADY_GONE
         assert (result.request_id, result.inferred, result.error_code) == ("req-gone", False, code)
@@ -170,30 +229,25 @@ async def test_not_found_raises_unless_missing_ok(mocked: aioresponses, client: 
 @pytest.mark.parametrize(
     "failure",
     [
-        {"exception": aiohttp.ServerDisconnectedError()},
-        {"exception": TimeoutError()},
-        {"status": 502, "body": "<html><body>502 Bad Gateway</body></html>"},
-        {"status": 200, "body": '{"Response": {"RequestId": "x", "Err'},
+        fails(TransportError),
+        fails(RequestTimeoutError),
+        answer(status=502, body=b"<html><body>502 Bad Gateway</body></html>"),
+        answer(body=b'{"Response": {"RequestId": "x", "Err'),
     ],
+    ids=["dropped", "timeout", "502", "truncated"],
 )
 async def test_unknown_outcome_then_not_found_counts_as_deleted(
-    mocked: aioresponses, client: VpcClient, failure: dict[str, Any]
+    server: Script, client: VpcClient, failure: Answer
 ) -> None:
-    mocked.post(URL, **failure)
-    mocked.post(URL, payload=err("ResourceNotFound", request_id="req-2"))
+    server.then(failure, err("ResourceNotFound", request_id="req-2"))
     result = await delete(client)  # missing_ok=False: inferred deletion is still a deletion
     assert result.outcome is DeleteOutcome.DELETED
     assert result.inferred is True
     assert (result.attempts, result.request_id) == (2, "req-2")
 
 
-async def test_refused_connection_is_known_not_sent(
-    mocked: aioresponses, client: VpcClient
-) -> None:
-    conn_key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
-    refused = aiohttp.ClientConnectorError(conn_key, OSError(111, "Connection refused"))
-    mocked.post(URL, exception=refused)
-    mocked.post(URL, payload=err("ResourceNotFound"))
+async def test_refused_connection_is_known_not_sent(server: Script, client: VpcClient) -> None:
+    server.then(fails(TransportError, sent=False), err("ResourceNotFound"))
     with pytest.raises(NotFoundError):
         await delete(client)  # nothing was sent the first time: not-found is a real not-found
 
@@ -201,21 +255,20 @@ async def test_refused_connection_is_known_not_sent(
 @pytest.mark.parametrize(
     ("failure", "exc_type", "fragment"),
     [
-        ({"status": 502, "body": "<html>Bad Gateway</html>"}, ResponseError, "HTTP 502"),
-        ({"status": 200, "body": '{"Response": {"Req'}, ResponseError, "not JSON"),
-        ({"status": 200, "body": "[1, 2]"}, ResponseError, "without a Response"),
-        ({"status": 200, "payload": {"Response": {"Error": "x"}}}, ResponseError, "malformed"),
-        ({"exception": aiohttp.ServerDisconnectedError()}, TransportError, "after sending"),
-        ({"exception": TimeoutError()}, RequestTimeoutError, "no complete answer"),
+        (answer(status=502, body=b"<html>Bad Gateway</html>"), ResponseError, "HTTP 502"),
+        (answer(body=b'{"Response": {"Req'), ResponseError, "not JSON"),
+        (answer(body=b"[1, 2]"), ResponseError, "without a Response"),
+        (answer({"Response": {"Error": "x"}}), ResponseError, "malformed"),
+        (fails(TransportError), TransportError, "simulated"),
+        (fails(RequestTimeoutError), RequestTimeoutError, "simulated"),
     ],
 )
 async def test_broken_answers_become_typed_errors(
-    mocked: aioresponses, failure: dict[str, Any], exc_type: type[Exception], fragment: str
+    server: Script, failure: Answer, exc_type: type[Exception], fragment: str
 ) -> None:
     policy = RetryPolicy(transient=Backoff(0, 0, 2), max_attempts=2)
-    async with make_client(retry_policy=policy) as c:
-        mocked.post(URL, **failure)
-        mocked.post(URL, **failure)
+    server.then(failure, failure)
+    async with make_client(server, retry_policy=policy) as c:
         with pytest.raises(exc_type) as info:
             await c.call("DescribeVpnConnections", {})
     assert fragment in str(info.value)
@@ -223,64 +276,68 @@ async def test_broken_answers_become_typed_errors(
     assert SECRET not in str(info.value)
 
 
-async def test_http_4xx_from_a_proxy_is_not_retried(
-    mocked: aioresponses, client: VpcClient
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_is_a_response_error_never_retried(
+    server: Script, client: VpcClient, status: int
 ) -> None:
-    mocked.post(URL, status=403, body="forbidden by proxy")
+    server.then(answer(status=status, body=b"", location="http://127.0.0.2:9/"), ok())
+    with pytest.raises(
+        ResponseError, match=re.escape("redirect to 'http://127.0.0.2:9/' not followed")
+    ):
+        await delete(client)
+    assert len(server.requests) == 1
+    assert client.stats.errors_by_code[f"HTTP {status}"] == 1
+
+
+async def test_http_4xx_from_a_proxy_is_not_retried(server: Script, client: VpcClient) -> None:
+    server.then(answer(status=403, body=b"forbidden by proxy"))
     with pytest.raises(ResponseError) as info:
         await delete(client)
     assert info.value.status == 403
-    assert len(sent(mocked)) == 1
+    assert len(server.requests) == 1
 
 
-async def test_content_type_with_charset_still_sees_errors(
-    mocked: aioresponses, client: VpcClient
-) -> None:
-    mocked.post(
-        URL,
-        body=json.dumps(err("InvalidParameterValue.Malformed")),
-        content_type="application/json; charset=utf-8",
-    )
-    with pytest.raises(BadRequestError):
-        await delete(client)
-
-
-async def test_per_kind_attempt_bound(mocked: aioresponses) -> None:
+async def test_per_kind_attempt_bound(server: Script) -> None:
     policy = RetryPolicy(gateway_busy=Backoff(0, 0, 3)).without_waits()
-    async with make_client(retry_policy=policy) as c:
-        for _ in range(5):
-            mocked.post(URL, payload=err("UnsupportedOperation.MutexOperationTaskRunning"))
+    server.then(err("UnsupportedOperation.MutexOperationTaskRunning"), repeat=True)
+    async with make_client(server, retry_policy=policy) as c:
         with pytest.raises(GatewayBusyError) as info:
             await delete(c)
     assert info.value.attempts == 3
 
 
-async def test_per_call_policy_overrides_client_policy(
-    mocked: aioresponses, client: VpcClient
-) -> None:
-    mocked.post(URL, payload=err("InternalError"))
-    mocked.post(URL, payload=ok())
+async def test_busy_codes_have_a_bounded_schedule(server: Script) -> None:
+    policy = RetryPolicy(resource_busy=Backoff(0, 0, 2)).without_waits()
+    server.then(err("ResourceUnavailable"), repeat=True)
+    async with make_client(server, retry_policy=policy) as c:
+        with pytest.raises(ResourceBusyError) as info:
+            await delete(c)
+    assert info.value.attempts == 2
+
+
+async def test_per_call_policy_overrides_client_policy(server: Script, client: VpcClient) -> None:
+    server.then(err("InternalError"), ok())
     with pytest.raises(ServerError):
         await delete(client, retry_policy=RetryPolicy.no_retries())
 
 
-async def test_deadline_stops_retrying() -> None:
+async def test_deadline_stops_retrying(server: Script) -> None:
     policy = RetryPolicy(deadline=0.3, transient=Backoff(0.2, 0.2, 100), max_attempts=100)
-    with aioresponses() as m:
-        m.post(URL, payload=err("InternalError"), repeat=True)
-        async with make_client(retry_policy=policy) as c:
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            with pytest.raises(ServerError) as info:
-                await delete(c)
-            assert loop.time() - start < 5  # generous: the deadline is 0.3 s
+    server.then(err("InternalError"), repeat=True)
+    async with make_client(server, retry_policy=policy) as c:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(ServerError) as info:
+            await delete(c)
+        assert loop.time() - start < 5  # generous: the deadline is 0.3 s
     assert 1 < info.value.attempts < 100  # type: ignore[attr-defined]
 
 
-async def test_retry_budget_limits_retries_in_an_outage(mocked: aioresponses) -> None:
+async def test_retry_budget_limits_retries_in_an_outage(server: Script) -> None:
     budget = RetryBudget(capacity=10, retry_cost=5)
-    async with make_client(retry_policy=RetryPolicy().without_waits(), retry_budget=budget) as c:
-        mocked.post(URL, payload=err("InternalError"), repeat=True)
+    server.then(err("InternalError"), repeat=True)
+    policy = RetryPolicy().without_waits()
+    async with make_client(server, retry_policy=policy, retry_budget=budget) as c:
         with pytest.raises(ServerError) as info:
             await delete(c)
         assert info.value.attempts == 3  # two retries paid for, the third refused
@@ -290,60 +347,47 @@ async def test_retry_budget_limits_retries_in_an_outage(mocked: aioresponses) ->
     assert budget.available == 0
 
 
-async def test_budget_refills_on_success(mocked: aioresponses) -> None:
+async def test_budget_refills_on_success(server: Script) -> None:
     budget = RetryBudget(capacity=20, retry_cost=5)
-    async with make_client(retry_policy=RetryPolicy().without_waits(), retry_budget=budget) as c:
-        mocked.post(URL, payload=err("InternalError"))
-        mocked.post(URL, payload=ok())
+    server.then(err("InternalError"), ok())
+    policy = RetryPolicy().without_waits()
+    async with make_client(server, retry_policy=policy, retry_budget=budget) as c:
         await delete(c)
         assert budget.available == 20  # the retried call returned what it spent
 
 
 async def test_clock_skew_resigns_once_with_server_offset(
-    mocked: aioresponses, client: VpcClient
+    server: Script, client: VpcClient
 ) -> None:
     server_now = datetime.now(UTC) + timedelta(hours=2)
-    stamps: list[int] = []
-
-    def record(url: Any, **kwargs: Any) -> CallbackResult:
-        stamps.append(int(kwargs["headers"]["X-TC-Timestamp"]))
-        if len(stamps) == 1:
-            return CallbackResult(
-                payload=err("AuthFailure.SignatureExpire"),
-                headers={"Date": format_datetime(server_now, usegmt=True)},
-            )
-        return CallbackResult(payload=ok())
-
-    mocked.post(URL, callback=record, repeat=True)
+    server.then(err("AuthFailure.SignatureExpire", date=format_datetime(server_now, usegmt=True)))
+    server.then(ok())
     result = await delete(client)
     assert result.attempts == 2
+    stamps = [int(r.headers["X-TC-Timestamp"]) for r in server.requests]
     assert abs(stamps[1] - server_now.timestamp()) < 60
     assert stamps[1] - stamps[0] > 7000
 
 
-async def test_signature_expired_twice_gives_up(mocked: aioresponses, client: VpcClient) -> None:
-    mocked.post(URL, payload=err("AuthFailure.SignatureExpire"), repeat=True)
+async def test_signature_expired_twice_gives_up(server: Script, client: VpcClient) -> None:
+    server.then(err("AuthFailure.SignatureExpire"), repeat=True)
     with pytest.raises(AuthError) as info:
         await delete(client)
     assert info.value.attempts == 2  # type: ignore[attr-defined]
 
 
-async def test_cancellation_is_not_retried(mocked: aioresponses, client: VpcClient) -> None:
-    calls = 0
-
-    async def slow(url: Any, **kwargs: Any) -> CallbackResult:
-        nonlocal calls
-        calls += 1
+async def test_cancellation_is_not_retried(server: Script, client: VpcClient) -> None:
+    async def slow(request: Request) -> Response:
         await asyncio.sleep(10)
-        return CallbackResult(payload=ok())
+        return ok()(request)  # type: ignore[return-value]
 
-    mocked.post(URL, callback=slow, repeat=True)
+    server.then(slow, repeat=True)
     task = asyncio.create_task(delete(client))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert calls == 1
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -351,31 +395,43 @@ async def test_cancellation_is_not_retried(mocked: aioresponses, client: VpcClie
     [(None, CONN, "must be a string"), (GW, "", "must not be empty"), (GW, 5, "must be a string")],
 )
 async def test_bad_ids_raise_before_sending(
-    mocked: aioresponses, client: VpcClient, gw: Any, conn: Any, fragment: str
+    server: Script, client: VpcClient, gw: Any, conn: Any, fragment: str
 ) -> None:
     with pytest.raises(ValueError, match=fragment):
         await client.delete_vpn_connection(vpn_gateway_id=gw, vpn_connection_id=conn)
-    assert sent(mocked) == []
+    assert server.requests == []
 
 
 async def test_odd_ids_are_sent_with_one_warning(
-    mocked: aioresponses, client: VpcClient, caplog: pytest.LogCaptureFixture
+    server: Script, client: VpcClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    mocked.post(URL, payload=ok(), repeat=True)
+    server.then(ok(), repeat=True)
     with caplog.at_level(logging.WARNING, logger="tcvpc"):
         await client.delete_vpn_connection(vpn_gateway_id="gw-1", vpn_connection_id="VPNX-UPPER")
         await client.delete_vpn_connection(vpn_gateway_id="gw-2", vpn_connection_id="x")
     assert len([r for r in caplog.records if "do not look like" in r.message]) == 1
-    assert len(sent(mocked)) == 2
+    assert len(server.requests) == 2
 
 
-async def test_closed_client_raises_clearly(mocked: aioresponses) -> None:
-    c = make_client()
+async def test_closed_client_raises_clearly(server: Script) -> None:
+    c = make_client(server)
     async with c:
         pass
     with pytest.raises(ClientClosedError, match="closed"):
         await delete(c)
     await c.aclose()  # idempotent
+    assert server.requests == []
+
+
+async def test_client_closes_only_the_transport_it_made(server: Script) -> None:
+    async with make_client(server) as c:
+        assert c.transport is server.transport
+    assert not server.transport.closed  # the caller's transport: the caller closes it
+    own = VpcClient(Credential("AKIDtest", SECRET), region="ap-guangzhou", endpoint=URL)
+    own_transport = own.transport
+    await own.aclose()
+    with pytest.raises(ClientClosedError):
+        await own_transport.send(Request("POST", URL, {}))
 
 
 def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -391,25 +447,31 @@ def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert VpcClient(cred).endpoint.url == "https://vpc.tencentcloudapi.com/"
     with pytest.raises(ValueError, match="language"):
         VpcClient(cred, language="fr")
+    with pytest.raises(ValueError, match="max_connections"):
+        VpcClient(cred, max_connections=0)
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        VpcClient(cred, max_response_bytes=0)
+    with pytest.raises(ValueError, match="proxy must be"):
+        VpcClient(cred, proxy="socks5://127.0.0.1:1080")
+    with pytest.raises(ValueError, match="ca_bundle"):
+        VpcClient(cred, ca_bundle="/nonexistent/ca.pem")
+    with pytest.raises(ValueError, match="transport= or"):
+        VpcClient(cred, transport=MockTransport(ok()), proxy="http://127.0.0.1:3128")
 
 
 async def test_secrets_never_in_logs_or_reprs(
-    mocked: aioresponses, client: VpcClient, caplog: pytest.LogCaptureFixture
+    server: Script, client: VpcClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    mocked.post(URL, payload=err("InternalError"))
-    mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
-    mocked.post(URL, payload=ok())
+    server.then(err("InternalError"), fails(TransportError), ok())
     with caplog.at_level(logging.DEBUG):
         await delete(client)
-    text = caplog.text + repr(client) + repr(client._credentials)
+    text = caplog.text + repr(client) + repr(client._credentials) + repr(server.requests)
     assert SECRET not in text
     assert TOKEN not in text
     assert "Signature=" not in text
 
 
-async def test_describe_pages_by_100_and_chunks_ids(
-    mocked: aioresponses, client: VpcClient
-) -> None:
+async def test_describe_pages_by_100_and_chunks_ids(server: Script, client: VpcClient) -> None:
     def tunnel(i: int) -> dict[str, Any]:
         return {
             "VpnConnectionId": f"vpnx-{i:08d}",
@@ -419,47 +481,40 @@ async def test_describe_pages_by_100_and_chunks_ids(
             "TagSet": [{"Key": "env", "Value": "test"}],
         }
 
-    bodies: list[dict[str, Any]] = []
-
-    def page(url: Any, **kwargs: Any) -> CallbackResult:
-        body = json.loads(kwargs["data"])
-        bodies.append(body)
+    def page(request: Request) -> Response:
+        body = json.loads(request.body)
         if "VpnConnectionIds" in body:
             items = [tunnel(int(i[5:])) for i in body["VpnConnectionIds"]]
-            return CallbackResult(payload=ok(TotalCount=len(items), VpnConnectionSet=items))
+            return ok(TotalCount=len(items), VpnConnectionSet=items)(request)  # type: ignore[return-value]
         start, limit = body["Offset"], body["Limit"]
         items = [tunnel(i) for i in range(start, min(start + limit, 250))]
-        return CallbackResult(payload=ok(TotalCount=250, VpnConnectionSet=items))
+        return ok(TotalCount=250, VpnConnectionSet=items)(request)  # type: ignore[return-value]
 
-    mocked.post(URL, callback=page, repeat=True)
+    server.then(page, repeat=True)
     found = [c async for c in client.describe_vpn_connections(filters={"vpn-gateway-id": GW})]
     assert len(found) == 250
+    bodies = server.bodies()
     assert [b["Offset"] for b in bodies] == [0, 100, 200]
     assert all(b["Limit"] == 100 for b in bodies)
     assert bodies[0]["Filters"] == [{"Name": "vpn-gateway-id", "Values": [GW]}]
     assert found[0].tags[0].key == "env"
     assert found[0].created_time == datetime(2022, 7, 22, 14, 5, 7)
 
-    bodies.clear()
+    server.requests.clear()
     ids = [f"vpnx-{i:08d}" for i in range(230)]
     async for _ in client.describe_vpn_connections(vpn_connection_ids=ids):
         pass
-    assert [len(b["VpnConnectionIds"]) for b in bodies] == [100, 100, 30]
+    assert [len(b["VpnConnectionIds"]) for b in server.bodies()] == [100, 100, 30]
 
 
-async def test_describe_splits_wide_filters(mocked: aioresponses, client: VpcClient) -> None:
-    bodies: list[dict[str, Any]] = []
-
-    def page(url: Any, **kwargs: Any) -> CallbackResult:
-        bodies.append(json.loads(kwargs["data"]))
-        return CallbackResult(payload=ok(TotalCount=0, VpnConnectionSet=[]))
-
-    mocked.post(URL, callback=page, repeat=True)
+async def test_describe_splits_wide_filters(server: Script, client: VpcClient) -> None:
+    server.then(ok(TotalCount=0, VpnConnectionSet=[]), repeat=True)
     gws = [f"vpngw-{i:08d}" for i in range(12)]
     async for _ in client.describe_vpn_connections(
         filters={"vpn-gateway-id": gws, "vpc-id": "vpc-1"}
     ):
         pass
+    bodies = server.bodies()
     assert [len(b["Filters"][0]["Values"]) for b in bodies] == [5, 5, 2]
     assert all(b["Filters"][1] == {"Name": "vpc-id", "Values": ["vpc-1"]} for b in bodies)
     with pytest.raises(ValueError, match="not both"):
@@ -472,26 +527,27 @@ async def test_describe_splits_wide_filters(mocked: aioresponses, client: VpcCli
             pass
 
 
-async def test_errors_say_when_an_earlier_attempt_may_have_worked(mocked: aioresponses) -> None:
+async def test_errors_say_when_an_earlier_attempt_may_have_worked(server: Script) -> None:
     policy = RetryPolicy(invalid_state=Backoff(0, 0, 1)).without_waits()
-    async with make_client(retry_policy=policy) as c:
-        mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
-        mocked.post(URL, payload=err("UnsupportedOperation.DeleteVpnConnInvalidState"))
+    async with make_client(server, retry_policy=policy) as c:
+        server.then(fails(TransportError), err("UnsupportedOperation.DeleteVpnConnInvalidState"))
         with pytest.raises(InvalidStateError) as info:
             await delete(c)
         assert info.value.after_unknown_outcome is True
         assert info.value.attempts == 2
-        mocked.post(URL, payload=err("UnsupportedOperation.DeleteVpnConnInvalidState"))
+        server.then(err("UnsupportedOperation.DeleteVpnConnInvalidState"))
         with pytest.raises(InvalidStateError) as info:
             await delete(c)
         assert info.value.after_unknown_outcome is False
 
 
-async def test_http_429_slows_the_limiter_like_a_throttle_code(mocked: aioresponses) -> None:
+async def test_http_429_slows_the_limiter_and_counts_as_throttled(server: Script) -> None:
     registry = LimiterRegistry(100)
-    async with make_client(limiters=registry, retry_policy=RetryPolicy().without_waits()) as c:
-        mocked.post(URL, status=429, body="slow down")
-        mocked.post(URL, payload=ok())
+    server.then(answer(status=429, body=b"slow down"), err("RequestLimitExceeded"), ok())
+    policy = RetryPolicy().without_waits()
+    async with make_client(server, limiters=registry, retry_policy=policy) as c:
         await c.call("DescribeVpnConnections")
+        assert c.stats.throttled == 2  # decided by the error's kind, HTTP status or API code
+        assert c.stats.errors_by_code == {"HTTP 429": 1, "RequestLimitExceeded": 1}
     pacer = registry.get(account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections")
     assert pacer.factor() < 1.0

@@ -8,9 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcvpc import ApiError, ResponseError, TcvpcError, VpcClient
+from tcvpc import ApiError, ResponseError, TcvpcError
+from tcvpc.decode import decode_response
 
-decode = VpcClient._decode
+
+def decode(action: str, status: int, body: bytes, date: str | None) -> dict[str, object]:
+    return decode_response(action, status, {"date": date} if date is not None else {}, body)
+
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
@@ -26,7 +30,7 @@ _envelopes = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    status=st.sampled_from([200, 200, 200, 400, 429, 500, 502, 503]),
+    status=st.sampled_from([200, 200, 200, 301, 307, 400, 429, 500, 502, 503]),
     body=st.one_of(
         st.binary(max_size=200),
         _json.map(lambda v: json.dumps(v).encode()),
@@ -42,6 +46,7 @@ def test_decoder_never_crashes_untyped(status: int, body: bytes, date: str | Non
         assert isinstance(exc, (ResponseError, ApiError))  # noqa: PT017
         if isinstance(exc, ResponseError):
             assert len(exc.excerpt) <= 200  # noqa: PT017
+            assert exc.__context__ is None  # noqa: PT017 (no JSONDecodeError holding the body)
     else:
         assert status == 200
         assert isinstance(result, dict)
@@ -79,3 +84,14 @@ def test_html_error_page_is_excerpted() -> None:
     assert info.value.status == 502
     assert info.value.excerpt.startswith("<html>")
     assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_never_an_answer(status: int) -> None:
+    body = json.dumps({"Response": {"RequestId": "r"}}).encode()
+    headers = {"location": "https://elsewhere.example/" + "x" * 500}
+    with pytest.raises(ResponseError, match="not followed") as info:
+        decode_response("DeleteVpnConnection", status, headers, body)
+    assert info.value.status == status
+    assert info.value.retry_kind is None
+    assert len(str(info.value)) < 700

@@ -8,8 +8,9 @@ The request path runs one way::
              1. limiter.acquire()   per (account, region, action); retries take tokens too
              2. credentials.get()   a provider may refresh without blocking the loop
              3. sign                after the token, so the timestamp is fresh
-             4. POST                one aiohttp ClientSession per client, keep-alive pool
-             5. decode              HTTP 200 + JSON envelope, or a typed error (errors.py)
+             4. transport.send()    AiohttpTransport by default: keep-alive pool, no redirects,
+                                    capped body, verified TLS, proxies (transport.py)
+             5. decode              HTTP 200 + JSON envelope, or a typed error (decode.py)
 
 The body is serialised once per call and those exact bytes are signed and sent on every attempt.
 """
@@ -23,8 +24,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,19 +33,18 @@ from tcvpc import signing
 from tcvpc.apilimits import MAX_FILTER_VALUES, MAX_FILTERS, PAGE_LIMIT
 from tcvpc.chain import default_provider
 from tcvpc.credentials import Credential, CredentialProvider, StaticProvider
+from tcvpc.decode import EXCERPT_CHARS, decode_response
 from tcvpc.endpoint import Endpoint, parse_endpoint
 from tcvpc.errors import (
     ApiError,
     ClientClosedError,
     NotFoundError,
-    RequestTimeoutError,
     ResponseError,
     RetryKind,
     SignatureExpiredError,
     TcvpcError,
     TokenExpiredError,
-    TransportError,
-    api_error,
+    is_throttle,
 )
 from tcvpc.models import (
     DeleteOutcome,
@@ -59,6 +57,14 @@ from tcvpc.models import (
 from tcvpc.ratelimit import DEFAULT_RATE, LimiterRegistry
 from tcvpc.refreshing import RefreshableProvider
 from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
+from tcvpc.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, AsyncTransport, Request
+
+__all__ = [
+    "API_VERSION",
+    "ClientStats",
+    "RetryEvent",
+    "VpcClient",
+]
 
 logger = logging.getLogger("tcvpc")
 
@@ -66,7 +72,6 @@ API_VERSION = "2017-03-12"
 SERVICE = "vpc"
 CONTENT_TYPE = "application/json"
 ENV_REGION = "TENCENTCLOUD_REGION"
-_EXCERPT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +114,6 @@ def _check_id(name: str, value: object) -> str:
     return value
 
 
-def _excerpt(body: bytes) -> str:
-    return body[:_EXCERPT].decode("utf-8", errors="replace")
-
-
 class VpcClient:
     """An asyncio client for the VPC API, safe to share between tasks.
 
@@ -123,6 +124,11 @@ class VpcClient:
     requests per second (default 99.5: never more than 100 in any second, see ratelimit.py); pass
     ``limiters`` to share budgets between clients.
     ``timeout`` bounds one attempt; ``retry_policy`` bounds the whole call.
+
+    The network: ``transport`` (any :class:`AsyncTransport`) replaces the default
+    :class:`AiohttpTransport`, which is built from ``max_connections``, ``max_response_bytes``,
+    ``proxy``, ``trust_env`` and ``ca_bundle``, or wraps a caller's ``session`` (never closed
+    here). The client closes only a transport it made.
     """
 
     def __init__(
@@ -141,6 +147,11 @@ class VpcClient:
         max_connections: int = 100,
         on_retry: Callable[[RetryEvent], None] | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: AsyncTransport | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        ca_bundle: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         resolved_region = (region or os.environ.get(ENV_REGION, "")).strip()
         if not resolved_region:
@@ -149,8 +160,10 @@ class VpcClient:
             raise ValueError(f"language must be 'zh-CN' or 'en-US', not {language!r}")
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
-        if max_connections < 1:
-            raise ValueError("max_connections must be >= 1")
+        if transport is not None and (
+            session is not None or proxy is not None or ca_bundle is not None
+        ):
+            raise ValueError("give transport= or the network options (session, proxy, ca_bundle)")
         self.endpoint: Endpoint = parse_endpoint(endpoint, allow_insecure=allow_insecure)
         self._owned_provider: CredentialProvider | None = None
         if credential is None:  # the default chain; STS calls follow this client's endpoint
@@ -168,12 +181,22 @@ class VpcClient:
         self.limiters = limiters if limiters is not None else LimiterRegistry(rate)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.stats = ClientStats()
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = float(timeout)
         self._language = language
-        self._max_connections = max_connections
         self._on_retry = on_retry
-        self._session = session
-        self._owns_session = session is None
+        self._owns_transport = transport is None
+        self._transport: AsyncTransport = (
+            transport
+            if transport is not None
+            else AiohttpTransport(
+                max_connections=max_connections,
+                max_response_bytes=max_response_bytes,
+                proxy=proxy,
+                trust_env=trust_env,
+                ca_bundle=ca_bundle,
+                session=session,
+            )
+        )
         self._closed = False
         self._clock_offset = 0.0
         self._warned_id_shape = False
@@ -196,11 +219,13 @@ class VpcClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (when the client made it). Idempotent."""
+        """Close the transport (when the client made it; a caller's session stays open).
+        Idempotent."""
+        if self._closed:
+            return
         self._closed = True
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        if self._owns_transport:
+            await self._transport.aclose()
         owned, self._owned_provider = self._owned_provider, None
         closer = getattr(owned, "aclose", None)
         if closer is not None:  # the default chain's CVM/STS provider holds a connection pool
@@ -210,13 +235,16 @@ class VpcClient:
     def closed(self) -> bool:
         return self._closed
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
+    @property
+    def transport(self) -> AsyncTransport:
+        """Where requests go; credential providers may share it."""
+        return self._transport
+
+    def _ensure_session(self) -> AsyncTransport:
+        """The transport, or ``ClientClosedError`` once the client is closed."""
         if self._closed:
             raise ClientClosedError("this VpcClient is closed; create a new one")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
+        return self._transport
 
     async def check_credentials(self) -> None:
         """Find a credential now (the default chain's CVM/TKE lookups included), so that a job
@@ -314,10 +342,43 @@ class VpcClient:
         return response, attempts
 
     async def _attempt(self, action: str, body: bytes) -> dict[str, Any]:
-        """One signed POST; returns ``Response`` or raises a typed error."""
-        session = self._ensure_session()
+        """One signed POST through the transport; returns ``Response`` or raises a typed error."""
+        transport = self._ensure_session()
         credential = await self._credentials.get()
         timestamp = int(time.time() + self._clock_offset)
+        # The signed headers go straight into the Request, whose repr redacts them: no local of
+        # this frame holds the signature or the token for a traceback to show.
+        request = Request(
+            "POST",
+            self.endpoint.url,
+            self._signed_headers(action, body, credential, timestamp),
+            body,
+            timeout=self._timeout,
+            label=action,
+        )
+        self.stats.requests_sent += 1
+        self.stats.requests_by_action[action] += 1
+        try:
+            answer = await transport.send(request)
+            return decode_response(action, answer.status, answer.headers, answer.body)
+        except TcvpcError as exc:
+            self._count_error(exc)
+            if isinstance(exc, SignatureExpiredError) and exc.server_date is not None:
+                self._clock_offset = exc.server_date.timestamp() - time.time()
+                logger.warning(
+                    "clock skew: the server's clock is %.0fs ahead of ours; re-signing",
+                    self._clock_offset,
+                )
+            if isinstance(exc, TokenExpiredError) and isinstance(
+                self._credentials, RefreshableProvider
+            ):
+                # The token was refused (revoked, expired): the one retry signs with a new key.
+                await self._credentials.force_refresh(credential)
+            raise
+
+    def _signed_headers(
+        self, action: str, body: bytes, credential: Credential, timestamp: int
+    ) -> dict[str, str]:
         headers = {
             "Host": self.endpoint.host_header,
             "Content-Type": CONTENT_TYPE,
@@ -340,101 +401,12 @@ class VpcClient:
             headers["X-TC-Token"] = credential.token
         if self._language:
             headers["X-TC-Language"] = self._language
-        self.stats.requests_sent += 1
-        self.stats.requests_by_action[action] += 1
-        try:
-            async with session.post(self.endpoint.url, data=body, headers=headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-                date_header = resp.headers.get("Date")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            error = self._transport_error(action, exc)
-            self._count_error(type(error).__name__)
-            raise error from exc
-        try:
-            return self._decode(action, status, raw, date_header)
-        except TcvpcError as exc:
-            self._count_error(_error_code(exc))
-            if isinstance(exc, SignatureExpiredError) and exc.server_date is not None:
-                self._clock_offset = exc.server_date.timestamp() - time.time()
-                logger.warning(
-                    "clock skew: the server's clock is %.0fs ahead of ours; re-signing",
-                    self._clock_offset,
-                )
-            if isinstance(exc, TokenExpiredError) and isinstance(
-                self._credentials, RefreshableProvider
-            ):
-                # The token was refused (revoked, expired): the one retry signs with a new key.
-                await self._credentials.force_refresh(credential)
-            raise
+        return headers
 
-    def _transport_error(self, action: str, exc: BaseException) -> TransportError:
-        """Name the failure, and say whether the request may have reached the server."""
-        if isinstance(exc, TimeoutError):
-            return RequestTimeoutError(
-                f"{action}: no complete answer within {self._timeout.total}s",
-                action=action,
-                outcome_unknown=True,
-            )
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return TransportError(
-                f"{action}: cannot connect to {self.endpoint.host_header}: {exc.os_error}",
-                action=action,
-                outcome_unknown=False,
-            )
-        return TransportError(
-            f"{action}: connection failed after sending: {type(exc).__name__}",
-            action=action,
-            outcome_unknown=True,
-        )
-
-    def _count_error(self, code: str) -> None:
-        self.stats.errors_by_code[code] += 1
-        if code.startswith("RequestLimitExceeded") or code == "LimitExceeded.ActionLimited":
+    def _count_error(self, exc: TcvpcError) -> None:
+        self.stats.errors_by_code[_error_code(exc)] += 1
+        if is_throttle(exc):  # errors.py decides: throttle codes and HTTP 429 alike
             self.stats.throttled += 1
-
-    @staticmethod
-    def _decode(action: str, status: int, raw: bytes, date_header: str | None) -> dict[str, Any]:
-        """Turn an HTTP answer into ``Response`` or a typed error; nothing else escapes."""
-        if status != 200:
-            raise ResponseError(
-                "unexpected HTTP status", action=action, status=status, excerpt=_excerpt(raw)
-            )
-        try:
-            document = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ResponseError(
-                "body is not JSON (truncated?)", action=action, status=status, excerpt=_excerpt(raw)
-            ) from None
-        response = document.get("Response") if isinstance(document, dict) else None
-        if not isinstance(response, dict):
-            raise ResponseError(
-                "JSON without a Response object",
-                action=action,
-                status=status,
-                excerpt=_excerpt(raw),
-            )
-        if "Error" not in response:
-            return response
-        error = response["Error"]
-        if not isinstance(error, dict) or not isinstance(error.get("Code"), str):
-            raise ResponseError(
-                "malformed Error object", action=action, status=status, excerpt=_excerpt(raw)
-            )
-        server_date: datetime | None = None
-        if date_header:
-            try:
-                server_date = parsedate_to_datetime(date_header)
-            except (TypeError, ValueError, IndexError):
-                server_date = None
-        return_id = response.get("RequestId")
-        raise api_error(
-            error["Code"],
-            str(error.get("Message", "")),
-            request_id=return_id if isinstance(return_id, str) else "",
-            action=action,
-            server_date=server_date,
-        )
 
     # -- typed actions ---------------------------------------------------------------------
 
@@ -546,7 +518,7 @@ class VpcClient:
                     "DescribeVpnConnections answer without VpnConnectionSet",
                     action="DescribeVpnConnections",
                     status=200,
-                    excerpt=json.dumps(response)[:_EXCERPT],
+                    excerpt=json.dumps(response)[:EXCERPT_CHARS],
                 )
             for item in items:
                 if isinstance(item, dict):

@@ -1,4 +1,4 @@
-"""Where requests go: parsing and vetting the endpoint the caller names.
+"""Where requests go: the endpoints Tencent documents, and vetting the one the caller names.
 
 TLS is the default; plain ``http://`` carries the signed request (not the secret key, but
 replayable for five minutes) in clear text, so it is accepted only for loopback hosts (an
@@ -12,8 +12,30 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-DEFAULT_ENDPOINT = "https://vpc.tencentcloudapi.com"
-_TENCENT_DOMAIN = "tencentcloudapi.com"
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "INTERNAL_ENDPOINT",
+    "INTL_ENDPOINT",
+    "Endpoint",
+    "is_loopback",
+    "parse_endpoint",
+    "regional_endpoint",
+]
+
+_DOMAIN = "tencentcloudapi.com"
+DEFAULT_ENDPOINT = f"https://vpc.{_DOMAIN}"
+"""The nearest region's access point, chosen by DNS."""
+INTL_ENDPOINT = f"https://vpc.intl.{_DOMAIN}"
+"""The international site's endpoint (the one the API document names)."""
+INTERNAL_ENDPOINT = f"https://vpc.internal.{_DOMAIN}"
+"""From inside Tencent Cloud's network (a CVM without a public address)."""
+
+
+def regional_endpoint(region: str) -> str:
+    """The endpoint of one region, ``https://vpc.<region>.tencentcloudapi.com``."""
+    if not region or not all(c.isalnum() or c == "-" for c in region):
+        raise ValueError(f"region {region!r} is not a region name like 'ap-guangzhou'")
+    return f"https://vpc.{region}.{_DOMAIN}"
 
 
 def is_loopback(host: str) -> bool:
@@ -33,25 +55,23 @@ class Endpoint:
     url: str
     host_header: str
 
-    @property
-    def is_secure(self) -> bool:
-        return self.url.startswith("https://")
-
     def for_service(self, service: str) -> Endpoint:
-        """The same choice of site, region and network for another service (STS for credentials).
+        """The same choice of site, region or network for another service (STS, CAM, ...).
 
-        A Tencent hostname (``vpc.ap-guangzhou.tencentcloudapi.com``,
-        ``vpc.internal.tencentcloudapi.com``) gets its leading ``vpc`` label swapped for
-        ``service``; any other host (the loopback emulator, a private gateway) serves every
-        service itself and is returned unchanged.
+        For a Tencent API host the leading ``vpc`` label is swapped:
+        ``vpc.intl.tencentcloudapi.com`` gives ``sts.intl.tencentcloudapi.com``. Any other host
+        (an emulator, a gateway of your own) serves every service itself: returned unchanged.
         """
+        if not service or not all(c.isalnum() or c == "-" for c in service):
+            raise ValueError(f"service {service!r} is not a service name like 'sts'")
         url = URL(self.url)
-        host = (url.host or "").lower()
+        host = url.host or ""
         first, _, rest = host.partition(".")
-        if first != "vpc" or not (rest == _TENCENT_DOMAIN or rest.endswith("." + _TENCENT_DOMAIN)):
+        if first != "vpc" or not (rest == _DOMAIN or rest.endswith("." + _DOMAIN)):
             return self
-        swapped = f"{service}.{rest}" + ("" if url.is_default_port() else f":{url.port}")
-        return Endpoint(url=f"{url.scheme}://{swapped}/", host_header=swapped)
+        new_host = f"{service.lower()}.{rest}"
+        host_header = new_host if url.is_default_port() else f"{new_host}:{url.port}"
+        return Endpoint(url=f"{url.scheme}://{host_header}/", host_header=host_header)
 
 
 def parse_endpoint(value: str | None, *, allow_insecure: bool = False) -> Endpoint:

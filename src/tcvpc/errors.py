@@ -1,30 +1,33 @@
-"""The exception tree, and the table that maps an API error code to its place in it.
+"""The exception tree, and the one table that says what an API error code means.
 
 Every exception this library raises on purpose derives from :class:`TcvpcError`::
 
     TcvpcError
     ├── CredentialsError            no usable credential: not found, or expired and not renewed
     │   └── CredentialsNotFoundError    no credential anywhere the default chain looked
-    ├── ClientClosedError           the client was used after aclose()
-    ├── TransportError              refused, reset, DNS, TLS, timeout: chains the aiohttp error
+    ├── ClientClosedError           the client (or the session it was given) is closed
+    ├── EventLoopError              the client is used from another event loop than its own
+    ├── TransportError              refused, reset, DNS, TLS, proxy, timeout: no HTTP answer
     │   └── RequestTimeoutError     no complete answer within the configured timeout
-    ├── ResponseError               not an API answer: non-200, HTML, truncated or alien JSON
+    ├── ResponseError               not an API answer: non-200 (3xx included), HTML, cut JSON
+    │   └── ResponseTooLargeError   a body larger than max_response_bytes (not read further)
     └── ApiError                    a well-formed API error: code, message, request_id, action
         ├── ThrottledError          RequestLimitExceeded*, LimitExceeded.ActionLimited
-        ├── ServerError             InternalError*, ServiceUnavailable
+        ├── ServerError             InternalError*, InternalServerError, ServiceUnavailable
         ├── ResourceBusyError       ResourceInUse, ResourceUnavailable, ResourceInsufficient
         ├── GatewayBusyError        UnsupportedOperation.MutexOperationTaskRunning
         ├── InvalidStateError       UnsupportedOperation.DeleteVpnConnInvalidState, .InvalidState
-        ├── NotFoundError           ResourceNotFound, UnsupportedOperation.RecordNotExists
-        ├── AuthError               AuthFailure*, UnauthorizedOperation, IpInBlacklist, ...
+        ├── NotFoundError           ResourceNotFound*, UnsupportedOperation.RecordNotExists
+        ├── AuthError               AuthFailure*, UnauthorizedOperation*, IpInBlacklist, ...
         │   ├── SignatureExpiredError   AuthFailure.SignatureExpire (clock skew)
         │   └── TokenExpiredError       AuthFailure.TokenFailure (temporary key revoked/expired)
-        └── BadRequestError         everything else: the request itself is wrong
+        └── BadRequestError         everything else, sub-codes of the busy codes included
+            └── SetupError          wrong region, action or version: every call will fail
 
-Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind,
-so this module decides *whether* an error is transient and nothing else has to know codes.
-Messages never contain credentials: they are built from the server's code, message and request id,
-and from at most a short excerpt of a body that is not an API answer.
+Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind, and
+nothing outside this module looks at a code string to decide anything. No exception chains an
+aiohttp exception (those carry the signed headers); messages hold the server's code, message and
+request id, and at most a short excerpt of a body that is not an API answer.
 """
 
 from __future__ import annotations
@@ -32,6 +35,32 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from typing import ClassVar
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "BadRequestError",
+    "ClientClosedError",
+    "CredentialsNotFoundError",
+    "EventLoopError",
+    "GatewayBusyError",
+    "InvalidStateError",
+    "NotFoundError",
+    "RequestTimeoutError",
+    "ResourceBusyError",
+    "ResponseError",
+    "ResponseTooLargeError",
+    "RetryKind",
+    "ServerError",
+    "SetupError",
+    "SignatureExpiredError",
+    "TcvpcError",
+    "ThrottledError",
+    "TransportError",
+    "api_error",
+    "error_class_for",
+    "is_throttle",
+]
 
 
 class RetryKind(enum.Enum):
@@ -78,13 +107,21 @@ class CredentialsNotFoundError(CredentialsError):
 
 
 class ClientClosedError(TcvpcError, RuntimeError):
-    """The client was used after ``aclose()`` (or outside ``async with``) ."""
+    """The client was used after ``aclose()``, or the ``aiohttp.ClientSession`` it was given is
+    closed. Nothing was sent."""
+
+
+class EventLoopError(TcvpcError, RuntimeError):
+    """The client's connections belong to another event loop (a client made at import time,
+    per-test loops, threads). Create the client inside the loop that uses it. Nothing was sent."""
 
 
 class TransportError(TcvpcError):
-    """The request did not get an HTTP answer: connection refused or reset, DNS, TLS, timeout.
+    """The request did not get an HTTP answer: connection refused or reset, DNS, TLS, proxy,
+    timeout.
 
     ``outcome_unknown`` is false only when the connection failed before anything was sent.
+    The aiohttp exception is never chained: it carries the request's signed headers.
     """
 
     retry_kind = RetryKind.TRANSIENT
@@ -115,11 +152,28 @@ class ResponseError(TcvpcError):
 
     @property
     def retry_kind(self) -> RetryKind | None:  # type: ignore[override]
-        """5xx, 429 and a 200 with a broken body are transient; other 4xx statuses are not."""
+        """5xx, 429 and a 200 with a broken body are transient; 3xx and other 4xx are not.
+
+        A 3xx is never followed nor retried: the API does not redirect, so whatever answered
+        is not the API (a captive portal, a misconfigured gateway, an attacker) and asking it
+        again will not change that.
+        """
         if self.status == 429:
             return RetryKind.THROTTLED
         if self.status >= 500 or self.status == 200:
             return RetryKind.TRANSIENT
+        return None
+
+
+class ResponseTooLargeError(ResponseError):
+    """The answer's body exceeds ``max_response_bytes``; the rest was not read.
+
+    Not retried: the API's answers are kilobytes, so this is not the API, and reading it again
+    costs as much again.
+    """
+
+    @property
+    def retry_kind(self) -> RetryKind | None:  # type: ignore[override]
         return None
 
 
@@ -195,7 +249,14 @@ class SetupError(BadRequestError):
 
 _EXACT: dict[str, type[ApiError]] = {
     "LimitExceeded.ActionLimited": ThrottledError,
+    "InternalServerError": ServerError,
     "ServiceUnavailable": ServerError,
+    # Only the bare busy codes are retried: their sub-codes name lasting conditions
+    # (ResourceInUse.Address, ResourceInUse.NatUsedByCFW, ResourceInsufficient.CidrBlock,
+    # ResourceUnavailable.ServiceWhiteListNotAdded, ...) that no wait will change.
+    "ResourceInUse": ResourceBusyError,
+    "ResourceUnavailable": ResourceBusyError,
+    "ResourceInsufficient": ResourceBusyError,
     "UnsupportedOperation.MutexOperationTaskRunning": GatewayBusyError,
     "UnsupportedOperation.DeleteVpnConnInvalidState": InvalidStateError,
     "UnsupportedOperation.InvalidState": InvalidStateError,
@@ -212,16 +273,14 @@ _EXACT: dict[str, type[ApiError]] = {
     "UnsupportedProtocol": SetupError,
 }
 
-# Codes that come with sub-codes (``InternalError.ModuleError``): the family decides.
+# Families whose every sub-code means the same (``InternalError.ModuleError``,
+# ``RequestLimitExceeded.UinLimitExceeded``, ``AuthFailure.TokenFailure``): the family decides.
 _FAMILY: dict[str, type[ApiError]] = {
     "RequestLimitExceeded": ThrottledError,
     "InternalError": ServerError,
     "AuthFailure": AuthError,
     "UnauthorizedOperation": AuthError,
     "ResourceNotFound": NotFoundError,
-    "ResourceInUse": ResourceBusyError,
-    "ResourceUnavailable": ResourceBusyError,
-    "ResourceInsufficient": ResourceBusyError,
 }
 
 
@@ -244,3 +303,8 @@ def api_error(
     """Build the right :class:`ApiError` subclass for ``code``."""
     cls = error_class_for(code)
     return cls(code, message, request_id=request_id, action=action, server_date=server_date)
+
+
+def is_throttle(exc: BaseException) -> bool:
+    """True for every answer that means "slow down": throttle codes and HTTP 429 alike."""
+    return isinstance(exc, TcvpcError) and exc.retry_kind is RetryKind.THROTTLED

@@ -14,6 +14,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 
+__all__ = [
+    "ALGORITHM",
+    "authorization",
+    "canonical_request",
+    "signature",
+    "string_to_sign",
+    "utc_date",
+]
+
 ALGORITHM = "TC3-HMAC-SHA256"
 
 
