@@ -11,7 +11,7 @@ The public surface is re-exported here; the modules behind it are implementation
 
 from tcvpc._version import __version__
 from tcvpc.chain import default_provider
-from tcvpc.client import ClientStats, RetryEvent, VpcClient
+from tcvpc.client import ClientStats, VpcClient
 from tcvpc.credentials import Credential, CredentialProvider, StaticProvider, default_credential
 from tcvpc.errors import (
     ApiError,
@@ -20,10 +20,12 @@ from tcvpc.errors import (
     ClientClosedError,
     CredentialsError,
     CredentialsNotFoundError,
+    DeadlineExceededError,
     EventLoopError,
     GatewayBusyError,
     InvalidStateError,
     NotFoundError,
+    QueueFullError,
     RequestTimeoutError,
     ResourceBusyError,
     ResponseError,
@@ -37,11 +39,24 @@ from tcvpc.errors import (
     TransportError,
 )
 from tcvpc.metadata import CvmRoleProvider
-from tcvpc.models import DeleteOutcome, DeleteResult, Tag, TunnelRef, TunnelState, VpnConnection
+from tcvpc.models import (
+    DeleteOutcome,
+    DeleteResult,
+    DeleteVpnConnectionResponse,
+    DescribeVpnConnectionsResponse,
+    Tag,
+    TagDict,
+    TunnelRef,
+    TunnelState,
+    VpnConnection,
+    VpnConnectionDict,
+)
+from tcvpc.outcomes import UnknownOutcomes
 from tcvpc.ratelimit import AdaptivePacer, LimiterRegistry, RateLimiter, StrictRateLimiter
 from tcvpc.refreshing import RefreshableProvider, RefreshingProvider
 from tcvpc.retry import Backoff, RetryBudget, RetryPolicy
 from tcvpc.sts import StsAssumeRoleProvider, TkeOidcProvider
+from tcvpc.telemetry import CallEvent, ClientMetrics, RetryEvent
 from tcvpc.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     AiohttpTransport,
@@ -60,21 +75,27 @@ __all__ = [
     "AuthError",
     "Backoff",
     "BadRequestError",
+    "CallEvent",
     "ClientClosedError",
+    "ClientMetrics",
     "ClientStats",
     "Credential",
     "CredentialProvider",
     "CredentialsError",
     "CredentialsNotFoundError",
     "CvmRoleProvider",
+    "DeadlineExceededError",
     "DeleteOutcome",
     "DeleteResult",
+    "DeleteVpnConnectionResponse",
+    "DescribeVpnConnectionsResponse",
     "EventLoopError",
     "GatewayBusyError",
     "InvalidStateError",
     "LimiterRegistry",
     "MockTransport",
     "NotFoundError",
+    "QueueFullError",
     "RateLimiter",
     "RefreshableProvider",
     "RefreshingProvider",
@@ -94,6 +115,7 @@ __all__ = [
     "StrictRateLimiter",
     "StsAssumeRoleProvider",
     "Tag",
+    "TagDict",
     "TcvpcError",
     "ThrottledError",
     "TkeOidcProvider",
@@ -101,8 +123,10 @@ __all__ = [
     "TransportError",
     "TunnelRef",
     "TunnelState",
+    "UnknownOutcomes",
     "VpcClient",
     "VpnConnection",
+    "VpnConnectionDict",
     "__version__",
     "default_credential",
     "default_provider",

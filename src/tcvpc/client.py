@@ -2,30 +2,34 @@
 
 The request path runs one way::
 
-    call(action, params)
-      └─ tenacity AsyncRetrying, built for this call (retry.py)
-           each attempt:
-             1. limiter.acquire()   per (account, region, action); retries take tokens too
-             2. credentials.get()   a provider may refresh without blocking the loop
-             3. sign                after the token, so the timestamp is fresh
-             4. transport.send()    AiohttpTransport by default: keep-alive pool, no redirects,
-                                    capped body, verified TLS, proxies (transport.py)
-             5. decode              HTTP 200 + JSON envelope, or a typed error (decode.py)
+    call(action, params)                 _call: the deadline starts now
+      ├─ first attempt, inline           (most calls need no retry machinery)
+      ├─ retries: tenacity AsyncRetrying, built only for a call that failed (retry.py)
+      │    each attempt (_attempt_once):
+      │      1. limiter.acquire()   per (account, region, action), bounded by the deadline
+      │      2. credentials.get()   a provider may refresh without blocking the loop
+      │      3. sign                after the token, so the timestamp is fresh
+      │      4. transport.send()    AiohttpTransport by default: keep-alive pool, no redirects,
+      │                             capped body, verified TLS, proxies (transport.py)
+      │      5. decode              HTTP 200 + JSON envelope, or a typed error (decode.py)
+      └─ _finish: budget, unknown-outcome memory, on_call hook, the one failure log line
 
 The body is serialised once per call and those exact bytes are signed and sent on every attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import os
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import AsyncGenerator, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import aiohttp
 
@@ -38,7 +42,10 @@ from tcvpc.endpoint import Endpoint, parse_endpoint
 from tcvpc.errors import (
     ApiError,
     ClientClosedError,
+    DeadlineExceededError,
+    EventLoopError,
     NotFoundError,
+    QueueFullError,
     ResponseError,
     RetryKind,
     SignatureExpiredError,
@@ -49,14 +56,25 @@ from tcvpc.errors import (
 from tcvpc.models import (
     DeleteOutcome,
     DeleteResult,
+    DeleteVpnConnectionResponse,
+    DescribeVpnConnectionsResponse,
     TunnelRef,
     VpnConnection,
     looks_like_connection_id,
     looks_like_gateway_id,
 )
-from tcvpc.ratelimit import DEFAULT_RATE, LimiterRegistry
+from tcvpc.outcomes import UnknownOutcomes
+from tcvpc.ratelimit import DEFAULT_RATE, AdaptivePacer, LimiterRegistry, Permit
 from tcvpc.refreshing import RefreshableProvider
 from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
+from tcvpc.telemetry import (
+    CallEvent,
+    CallOutcome,
+    ClientMetrics,
+    RetryEvent,
+    check_hook,
+    run_hook,
+)
 from tcvpc.transport import DEFAULT_MAX_RESPONSE_BYTES, AiohttpTransport, AsyncTransport, Request
 
 __all__ = [
@@ -74,27 +92,80 @@ CONTENT_TYPE = "application/json"
 ENV_REGION = "TENCENTCLOUD_REGION"
 
 
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """What a retry hook receives, once per retry, before the client sleeps."""
-
-    action: str
-    code: str
-    attempt: int
-    """The attempt that failed (1 for the first)."""
-    delay: float
-    request_id: str | None
-
-
 @dataclass(slots=True)
 class ClientStats:
-    """Counters for everything the client sent; read them for reports and metrics."""
+    """Counters for everything the client sent; read them for reports and metrics.
+
+    ``requests_sent`` counts requests handed to the network (a call that waited for the limiter
+    or its credentials and was cancelled there sent nothing and is not counted);
+    ``requests_cancelled`` counts those of them whose caller gave up before the answer (the
+    server may or may not have received them).
+    """
 
     requests_sent: int = 0
     requests_by_action: Counter[str] = field(default_factory=Counter)
     errors_by_code: Counter[str] = field(default_factory=Counter)
     retries_by_code: Counter[str] = field(default_factory=Counter)
     throttled: int = 0
+    requests_cancelled: int = 0
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call's state, shared by its attempts (they run one after another, never together)."""
+
+    action: str
+    body: bytes
+    loop: asyncio.AbstractEventLoop
+    limiter: AdaptivePacer
+    policy: RetryPolicy
+    started: float
+    """``loop.time()`` when the call began: its deadline counts from here."""
+    deadline: float
+    """Seconds the whole call may take."""
+    remember: Hashable | None
+    """Key for the unknown-outcome memory (a delete's tunnel), or ``None``."""
+    attempts: int = 0
+    sent: int = 0
+    """Attempts that reached the network."""
+    queue_wait: float = 0.0
+    in_flight: bool = False
+    """An attempt is on the network now: a cancellation leaves its outcome unknown."""
+    outcome_unknown: bool = False
+    """Some finished attempt may have acted although we saw no answer."""
+    retrying: CallRetrying | None = None
+
+    @property
+    def deadline_at(self) -> float:
+        return self.started + self.deadline
+
+    def may_have_acted(self, exc: BaseException | None) -> bool:
+        """True when the call ends without knowing whether the server acted on it."""
+        if self.in_flight or self.outcome_unknown:
+            return True
+        return isinstance(exc, TcvpcError) and exc.outcome_unknown
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _wrong_loop_message(verb: str) -> str:
+    return (
+        f"this VpcClient was {verb} from an event loop other than the one it first ran in; its "
+        "connection pool and rate limiter belong to that loop. Create the client inside the "
+        "loop that uses it (in the coroutine given to asyncio.run, in each thread's loop, in an "
+        "async fixture) and close it there"
+    )
+
+
+def _outcome_of(exc: BaseException | None) -> CallOutcome:
+    if exc is None:
+        return "ok"
+    return "error" if isinstance(exc, Exception) else "cancelled"
 
 
 def _error_code(exc: TcvpcError) -> str:
@@ -123,7 +194,14 @@ class VpcClient:
     ``region`` defaults to ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in
     requests per second (default 99.5: never more than 100 in any second, see ratelimit.py); pass
     ``limiters`` to share budgets between clients.
-    ``timeout`` bounds one attempt; ``retry_policy`` bounds the whole call.
+    ``timeout`` bounds one attempt; ``retry_policy`` (its ``deadline``) bounds the whole call,
+    waiting for the limiter included (``timeout`` still bounds each attempt). ``max_waiting``
+    bounds how many calls may wait for the limiter at once (``None``: unbounded); a call beyond
+    it fails at once with :class:`QueueFullError`. ``on_retry`` and ``on_call`` are plain
+    functions called with a :class:`RetryEvent` before each retry and a :class:`CallEvent` when
+    each call ends. ``unknown_outcomes`` remembers deletes sent without an answer (outcomes.py).
+
+    A client belongs to the event loop it first runs in: create it inside that loop.
 
     The network: ``transport`` (any :class:`AsyncTransport`) replaces the default
     :class:`AiohttpTransport`, which is built from ``max_connections``, ``max_response_bytes``,
@@ -145,7 +223,10 @@ class VpcClient:
         language: str | None = None,
         allow_insecure: bool = False,
         max_connections: int = 100,
-        on_retry: Callable[[RetryEvent], None] | None = None,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        on_call: Callable[[CallEvent], object] | None = None,
+        max_waiting: int | None = None,
+        unknown_outcomes: UnknownOutcomes | None = None,
         session: aiohttp.ClientSession | None = None,
         transport: AsyncTransport | None = None,
         proxy: str | None = None,
@@ -164,6 +245,10 @@ class VpcClient:
             session is not None or proxy is not None or ca_bundle is not None
         ):
             raise ValueError("give transport= or the network options (session, proxy, ca_bundle)")
+        if max_waiting is not None and (isinstance(max_waiting, bool) or max_waiting < 1):
+            raise ValueError("max_waiting must be None (unbounded) or >= 1")
+        self._on_retry = check_hook("on_retry", on_retry)
+        self._on_call = check_hook("on_call", on_call)
         self.endpoint: Endpoint = parse_endpoint(endpoint, allow_insecure=allow_insecure)
         self._owned_provider: CredentialProvider | None = None
         if credential is None:  # the default chain; STS calls follow this client's endpoint
@@ -183,7 +268,18 @@ class VpcClient:
         self.stats = ClientStats()
         self._timeout = float(timeout)
         self._language = language
-        self._on_retry = on_retry
+        self.max_waiting = max_waiting
+        if unknown_outcomes is None:  # not ``or``: an empty memory is falsy
+            unknown_outcomes = UnknownOutcomes()
+        self.unknown_outcomes = unknown_outcomes
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting = 0
+        self._in_flight = 0
+        self._shed = 0
+        self._limiters_used: dict[str, AdaptivePacer] = {}
+        self._calls: Counter[tuple[str, CallOutcome]] = Counter()
+        self._call_seconds: defaultdict[str, float] = defaultdict(float)
+        self._queue_seconds: defaultdict[str, float] = defaultdict(float)
         self._owns_transport = transport is None
         self._transport: AsyncTransport = (
             transport
@@ -207,6 +303,7 @@ class VpcClient:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        self._check_loop()
         self._ensure_session()
         return self
 
@@ -220,8 +317,17 @@ class VpcClient:
 
     async def aclose(self) -> None:
         """Close the transport (when the client made it; a caller's session stays open).
-        Idempotent."""
+        Idempotent.
+
+        From a loop other than the client's: when that loop is closed, its sockets went with it
+        and the client just lets go of them; when it still runs, :class:`EventLoopError`.
+        """
         if self._closed:
+            return
+        if self._loop is not None and self._loop is not _running_loop():
+            if not self._loop.is_closed():
+                raise EventLoopError(_wrong_loop_message("closed"))
+            self._closed = True
             return
         self._closed = True
         if self._owns_transport:
@@ -240,6 +346,20 @@ class VpcClient:
         """Where requests go; credential providers may share it."""
         return self._transport
 
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        """Bind the client to the running loop on first use; refuse any other loop after that.
+
+        The connection pool, the limiter's queue and its timers belong to one loop: used from
+        another, asyncio fails with "Event loop is closed", "bound to a different event loop",
+        or a future that is never woken (a hang). Say what to do instead.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise EventLoopError(_wrong_loop_message("used"))
+        return loop
+
     def _ensure_session(self) -> AsyncTransport:
         """The transport, or ``ClientClosedError`` once the client is closed."""
         if self._closed:
@@ -253,15 +373,52 @@ class VpcClient:
 
     # -- the generic call ------------------------------------------------------------------
 
+    # The typed answers are dicts at run time, so the overlap with the generic ``str`` overload
+    # (whose answer is ``dict[str, Any]``) is safe: mypy cannot know that, hence the ignores.
+    @overload
+    async def call(  # type: ignore[overload-overlap]
+        self,
+        action: Literal["DeleteVpnConnection"],
+        params: Mapping[str, Any] | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        deadline: float | None = None,
+    ) -> DeleteVpnConnectionResponse: ...
+
+    @overload
+    async def call(  # type: ignore[overload-overlap]
+        self,
+        action: Literal["DescribeVpnConnections"],
+        params: Mapping[str, Any] | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        deadline: float | None = None,
+    ) -> DescribeVpnConnectionsResponse: ...
+
+    @overload
     async def call(
         self,
         action: str,
         params: Mapping[str, Any] | None = None,
         *,
         retry_policy: RetryPolicy | None = None,
-    ) -> dict[str, Any]:
-        """Call any VPC action; returns the ``Response`` object (``RequestId`` included)."""
-        response, _ = await self._call(action, params or {}, retry_policy)
+        deadline: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def call(
+        self,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        """Call any VPC action; returns the ``Response`` object (``RequestId`` included).
+
+        ``deadline``: seconds the whole call may take, waiting for the limiter included
+        (default: the retry policy's ``deadline``).
+        """
+        response, _ = await self._call(action, params or {}, retry_policy, deadline=deadline)
         return response
 
     async def _call(
@@ -269,80 +426,279 @@ class VpcClient:
         action: str,
         params: Mapping[str, Any],
         retry_policy: RetryPolicy | None,
+        *,
+        deadline: float | None = None,
+        remember: Hashable | None = None,
+        quiet: tuple[type[TcvpcError], ...] = (),
     ) -> tuple[dict[str, Any], int]:
         """Run ``action`` with retries; returns ``(Response, attempts)``.
 
         An exception that escapes carries ``attempts`` (how many were made) and
         ``after_unknown_outcome`` (whether an earlier attempt may have taken effect).
+        ``remember``: a key the unknown-outcome memory keeps when the call ends without
+        learning whether it acted. ``quiet``: errors the caller turns into results (logged at
+        DEBUG, not WARNING).
         """
+        call = self._start(action, params, retry_policy, deadline, remember)
+        self._in_flight += 1
+        try:
+            response = await self._run(call)
+        except BaseException as exc:
+            self._finish(call, exc, quiet)
+            raise
+        self._finish(call, None, quiet, response)
+        return response, call.attempts
+
+    def _start(
+        self,
+        action: str,
+        params: Mapping[str, Any],
+        retry_policy: RetryPolicy | None,
+        deadline: float | None,
+        remember: Hashable | None,
+    ) -> _Call:
+        """Check the call, serialise its body once, find its limiter; the deadline starts."""
         if not isinstance(action, str) or not action:
             raise ValueError("action must be a non-empty string")
+        policy = retry_policy or self.retry_policy
+        if deadline is None:
+            deadline = policy.deadline
+        elif not deadline > 0:
+            raise ValueError("deadline must be a positive number of seconds")
+        loop = self._check_loop()
         self._ensure_session()
         body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         limiter = self.limiters.get(account=self._account, region=self.region, action=action)
-        policy = retry_policy or self.retry_policy
+        self._limiters_used[action] = limiter
+        return _Call(action, body, loop, limiter, policy, loop.time(), deadline, remember)
 
-        def log_retry(exc: TcvpcError, attempt: int, delay: float) -> None:
-            code = _error_code(exc)
-            request_id = exc.request_id if isinstance(exc, ApiError) else None
-            self.stats.retries_by_code[code] += 1
-            logger.info(
-                "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
-                action,
-                code,
-                attempt,
-                delay,
-                request_id,
-            )
-            if self._on_retry is not None:
-                self._on_retry(RetryEvent(action, code, attempt, delay, request_id))
-
-        attempts = 0
-        unknown_before = False
-
-        async def attempt_once() -> dict[str, Any]:
-            nonlocal attempts, unknown_before
-            attempts += 1
-            permit = await limiter.acquire()
-            try:
-                return await self._attempt(action, body)
-            except TcvpcError as exc:
-                exc.after_unknown_outcome = unknown_before
-                unknown_before = unknown_before or exc.outcome_unknown
-                if exc.retry_kind is RetryKind.THROTTLED:  # API codes and HTTP 429 alike
-                    limiter.on_throttled()
-                raise
-            finally:
-                permit.release()
-
-        started = time.monotonic()
+    async def _run(self, call: _Call) -> dict[str, Any]:
+        """The first attempt inline (most calls need nothing more); tenacity for the rest."""
         try:
-            response = await attempt_once()
+            return await self._attempt_once(call)
         except TcvpcError as exc:
             if retry_kind(exc) is None:
                 raise
-            first_failure: TcvpcError | None = exc
-        else:
-            self.retry_budget.settle(0)
-            return response, attempts
-        machinery = CallRetrying(
-            policy, self.retry_budget, log_retry, elapsed=time.monotonic() - started
-        )
-        try:
-            async for attempt in machinery.retrying():
-                with attempt:
-                    if first_failure is not None:  # tenacity's attempt 1 is the one made above
-                        failure, first_failure = first_failure, None
-                        raise failure
-                    response = await attempt_once()
-        except TcvpcError as exc:
-            exc.attempts = attempts
-            raise
-        machinery.succeeded()
-        return response, attempts
+            first_failure = exc
+        return await self._retry(call, first_failure)
 
-    async def _attempt(self, action: str, body: bytes) -> dict[str, Any]:
+    async def _retry(self, call: _Call, first_failure: TcvpcError) -> dict[str, Any]:
+        """Let tenacity decide every retry: the inline attempt's failure is its attempt 1."""
+        remaining = call.deadline_at - call.loop.time()
+        machinery = CallRetrying(
+            call.policy,
+            self.retry_budget,
+            functools.partial(self._before_retry, call.action),
+            remaining=remaining,
+        )
+        call.retrying = machinery
+        replay: TcvpcError | None = first_failure
+        async for attempt in machinery.retrying():
+            with attempt:
+                if replay is not None:
+                    failure, replay = replay, None
+                    raise failure
+                response = await self._attempt_once(call)
+        return response
+
+    async def _attempt_once(self, call: _Call) -> dict[str, Any]:
+        """One attempt: a permit within the deadline, the request, what its answer teaches."""
+        try:
+            permit = await self._permit(call)
+        except TcvpcError as exc:  # shed or out of time: nothing sent by this attempt
+            exc.after_unknown_outcome = call.outcome_unknown
+            raise
+        call.attempts += 1
+        try:
+            response = await self._send_within_deadline(call)
+        except TcvpcError as exc:
+            call.in_flight = False  # the error says what we know (outcome_unknown)
+            exc.after_unknown_outcome = call.outcome_unknown
+            call.outcome_unknown = call.outcome_unknown or exc.outcome_unknown
+            if exc.retry_kind is RetryKind.THROTTLED:  # API codes and HTTP 429 alike
+                call.limiter.on_throttled()
+            raise
+        except BaseException:
+            if call.in_flight:  # cancelled mid-request: in_flight stays set for _finish
+                self.stats.requests_cancelled += 1
+            raise
+        finally:
+            permit.release()
+        call.in_flight = False
+        return response
+
+    async def _permit(self, call: _Call) -> Permit:
+        """Wait for the limiter, but not past the deadline, and not beyond ``max_waiting``."""
+        loop = call.loop
+        remaining = call.deadline_at - loop.time()
+        if remaining <= 0:
+            raise self._deadline_error(call, "before the next attempt could start")
+        max_waiting = self.max_waiting
+        # Shed new calls only: a retry is part of a call already admitted.
+        if max_waiting is not None and call.attempts == 0 and self._waiting >= max_waiting:
+            self._shed += 1
+            raise QueueFullError(
+                f"{call.action}: {self._waiting} calls already wait for the rate limiter "
+                f"(max_waiting={max_waiting}); nothing was sent",
+                action=call.action,
+                max_waiting=max_waiting,
+            )
+        self._waiting += 1
+        queued = loop.time()
+        timeout = asyncio.timeout(remaining)
+        try:
+            async with timeout:
+                return await call.limiter.acquire()
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise self._deadline_error(call, "while waiting for the rate limiter") from None
+        finally:
+            self._waiting -= 1
+            call.queue_wait += loop.time() - queued
+
+    async def _send_within_deadline(self, call: _Call) -> dict[str, Any]:
+        """One request, cut short when the call's deadline comes before the request timeout."""
+        remaining = call.deadline_at - call.loop.time()
+        if remaining >= self._timeout:  # the attempt's own timeout ends it first
+            return await self._attempt(call)
+        if remaining <= 0:  # the permit came just as the deadline passed
+            raise self._deadline_error(call, "before the request could be sent")
+        timeout = asyncio.timeout(remaining)
+        try:
+            async with timeout:
+                return await self._attempt(call)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            error = self._deadline_error(call, "while the request was running")
+            if call.in_flight:
+                self.stats.requests_cancelled += 1
+                error.outcome_unknown = True  # the server may have acted
+        raise error
+
+    def _deadline_error(self, call: _Call, when: str) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"{call.action}: the call's deadline of {call.deadline:g}s passed {when} "
+            f"(attempts made: {call.attempts}, {call.queue_wait:.3f}s waiting for the limiter)",
+            action=call.action,
+            deadline=call.deadline,
+            sent=call.sent > 0,
+        )
+
+    def _before_retry(self, action: str, exc: TcvpcError, attempt: int, delay: float) -> None:
+        """Count, log (DEBUG) and announce one retry; tenacity calls it before sleeping."""
+        code = _error_code(exc)
+        request_id = exc.request_id if isinstance(exc, ApiError) else None
+        self.stats.retries_by_code[code] += 1
+        logger.debug(
+            "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
+            action,
+            code,
+            attempt,
+            delay,
+            request_id,
+            extra={
+                "tcvpc_action": action,
+                "tcvpc_code": code,
+                "tcvpc_attempt": attempt,
+                "tcvpc_delay": delay,
+                "tcvpc_request_id": request_id,
+            },
+        )
+        run_hook("on_retry", self._on_retry, RetryEvent(action, code, attempt, delay, request_id))
+
+    def _finish(
+        self,
+        call: _Call,
+        exc: BaseException | None,
+        quiet: tuple[type[TcvpcError], ...],
+        response: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Settle the retry budget, remember an unknown outcome, report the call once."""
+        self._in_flight -= 1
+        outcome = _outcome_of(exc)
+        latency = call.loop.time() - call.started
+        budget_exhausted = call.retrying is not None and call.retrying.budget_exhausted
+        if exc is None:
+            if call.retrying is None:
+                self.retry_budget.settle(0)
+            else:
+                call.retrying.succeeded()
+        elif outcome == "cancelled" and call.retrying is not None:
+            call.retrying.refund()  # abandoned, not failed: the budget is for failures
+        if exc is not None and call.remember is not None and call.may_have_acted(exc):
+            self.unknown_outcomes.remember(call.remember)
+        code: str | None = None
+        request_id: str | None = None
+        if response is not None:
+            request_id = str(response.get("RequestId", "")) or None
+        elif isinstance(exc, TcvpcError):
+            exc.attempts = call.attempts
+            code = _error_code(exc)
+            request_id = exc.request_id if isinstance(exc, ApiError) else None
+            if budget_exhausted:
+                exc.retry_budget_exhausted = True
+                exc.args = (f"{exc} [not retried: the client's retry budget is exhausted]",)
+        elif exc is not None:
+            code = type(exc).__name__
+        self._calls[call.action, outcome] += 1
+        self._call_seconds[call.action] += latency
+        self._queue_seconds[call.action] += call.queue_wait
+        if outcome != "ok":
+            quietly = outcome == "cancelled" or isinstance(exc, quiet)
+            logger.log(
+                logging.DEBUG if quietly else logging.WARNING,
+                "%s %s: %s after %d attempt(s) in %.3fs (request id %s)",
+                call.action,
+                "cancelled" if outcome == "cancelled" else "failed",
+                code,
+                call.attempts,
+                latency,
+                request_id,
+                extra={
+                    "tcvpc_action": call.action,
+                    "tcvpc_outcome": outcome,
+                    "tcvpc_code": code,
+                    "tcvpc_attempts": call.attempts,
+                    "tcvpc_request_id": request_id,
+                    "tcvpc_latency": latency,
+                    "tcvpc_retry_budget_exhausted": budget_exhausted,
+                },
+            )
+        if self._on_call is None:
+            return
+        event = CallEvent(
+            action=call.action,
+            outcome=outcome,
+            code=code,
+            attempts=call.attempts,
+            latency=latency,
+            queue_wait=call.queue_wait,
+            request_id=request_id,
+            retry_budget_exhausted=budget_exhausted,
+        )
+        run_hook("on_call", self._on_call, event)
+
+    def metrics(self) -> ClientMetrics:
+        """A snapshot for a metrics endpoint: cheap, safe to call from any task of the loop."""
+        return ClientMetrics(
+            calls=dict(self._calls),
+            call_seconds=dict(self._call_seconds),
+            queue_wait_seconds=dict(self._queue_seconds),
+            waiting=self._waiting,
+            in_flight=self._in_flight,
+            rates={action: limiter.rate for action, limiter in self._limiters_used.items()},
+            requests_sent=self.stats.requests_sent,
+            requests_cancelled=self.stats.requests_cancelled,
+            retries=sum(self.stats.retries_by_code.values()),
+            shed=self._shed,
+            retry_budget_available=self.retry_budget.available,
+        )
+
+    async def _attempt(self, call: _Call) -> dict[str, Any]:
         """One signed POST through the transport; returns ``Response`` or raises a typed error."""
+        action, body = call.action, call.body
         transport = self._ensure_session()
         credential = await self._credentials.get()
         timestamp = int(time.time() + self._clock_offset)
@@ -356,6 +712,8 @@ class VpcClient:
             timeout=self._timeout,
             label=action,
         )
+        call.in_flight = True  # from here a cancellation leaves the outcome unknown
+        call.sent += 1
         self.stats.requests_sent += 1
         self.stats.requests_by_action[action] += 1
         try:
@@ -430,6 +788,7 @@ class VpcClient:
         vpn_connection_id: str,
         missing_ok: bool = False,
         retry_policy: RetryPolicy | None = None,
+        deadline: float | None = None,
     ) -> DeleteResult:
         """Delete one VPN tunnel; the tunnel turns ``DELETING`` and disappears later.
 
@@ -437,7 +796,10 @@ class VpcClient:
         outcome ``already_gone`` instead of :class:`NotFoundError`. Whatever ``missing_ok`` says,
         a not-found that follows an attempt of unknown outcome (timeout, dropped connection,
         proxy error) means that attempt deleted the tunnel: the result is ``deleted`` with
-        ``inferred=True``.
+        ``inferred=True``. That holds across calls too: the client remembers (bounded, see
+        ``unknown_outcomes``) deletes it sent without learning their outcome, because their
+        caller cancelled them, their deadline passed or their connection broke.
+        ``deadline``: seconds the whole call may take, limiter queueing included.
         """
         _check_id("vpn_gateway_id", vpn_gateway_id)
         _check_id("vpn_connection_id", vpn_connection_id)
@@ -445,12 +807,23 @@ class VpcClient:
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
         params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
         try:
-            response, attempts = await self._call("DeleteVpnConnection", params, retry_policy)
+            response, attempts = await self._call(
+                "DeleteVpnConnection",
+                params,
+                retry_policy,
+                deadline=deadline,
+                remember=tunnel,
+                quiet=(NotFoundError,),
+            )
         except NotFoundError as exc:
-            if exc.after_unknown_outcome:
+            # Both run: the memory forgets the tunnel whatever this call itself saw.
+            remembered = self.unknown_outcomes.pop(tunnel)
+            inferred = exc.after_unknown_outcome or remembered
+            if inferred:
                 logger.info(
-                    "%s: not found after an attempt of unknown outcome: counted as deleted",
+                    "%s: not found after a delete of unknown outcome: counted as deleted",
                     tunnel,
+                    extra={"tcvpc_action": "DeleteVpnConnection", "tcvpc_tunnel": str(tunnel)},
                 )
                 outcome = DeleteOutcome.DELETED
             elif missing_ok:
@@ -462,9 +835,10 @@ class VpcClient:
                 outcome=outcome,
                 request_id=exc.request_id,
                 attempts=exc.attempts,
-                inferred=exc.after_unknown_outcome,
+                inferred=inferred,
                 error_code=exc.code,
             )
+        self.unknown_outcomes.pop(tunnel)  # acknowledged: nothing left to infer
         return DeleteResult(
             tunnel=tunnel,
             outcome=DeleteOutcome.DELETED,
@@ -478,14 +852,15 @@ class VpcClient:
         vpn_connection_ids: Sequence[str] | None = None,
         filters: Mapping[str, str | Sequence[str]] | None = None,
         retry_policy: RetryPolicy | None = None,
-    ) -> AsyncIterator[VpnConnection]:
+    ) -> AsyncGenerator[VpnConnection, None]:
         """Iterate over tunnels, paging with ``Limit=100``.
 
         Give ``vpn_connection_ids`` (any number: sent 100 at a time) or ``filters`` (name →
         value or values: ``vpn-gateway-id``, ``vpc-id``, ``vpn-connection-name``, ...; at most 10
         filters; one of them may have more than 5 values, it is then queried 5 at a time), not
         both. Paging is by offset: tunnels deleted while you iterate can shift later pages, so
-        collect first when you delete what you list.
+        collect first when you delete what you list. Stopping early? Close the generator
+        (``async with contextlib.aclosing(client.describe_vpn_connections(...)) as tunnels``).
         """
         if vpn_connection_ids is not None and filters is not None:
             raise ValueError("give vpn_connection_ids or filters, not both")
@@ -504,7 +879,7 @@ class VpcClient:
 
     async def _pages(
         self, query: dict[str, Any], retry_policy: RetryPolicy | None
-    ) -> AsyncIterator[VpnConnection]:
+    ) -> AsyncGenerator[VpnConnection, None]:
         offset = 0
         while True:
             response = await self.call(

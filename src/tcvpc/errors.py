@@ -24,6 +24,10 @@ Every exception this library raises on purpose derives from :class:`TcvpcError`:
         └── BadRequestError         everything else, sub-codes of the busy codes included
             └── SetupError          wrong region, action or version: every call will fail
 
+    TcvpcError (continued): the call could not run, whatever the server would have said
+    ├── DeadlineExceededError       the call's deadline passed (limiter queueing included)
+    └── QueueFullError              max_waiting calls already wait for the limiter: shed
+
 Each class carries a :class:`RetryKind`: the retry policy decides *how* to retry from the kind, and
 nothing outside this module looks at a code string to decide anything. No exception chains an
 aiohttp exception (those carry the signed headers); messages hold the server's code, message and
@@ -42,10 +46,12 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "CredentialsNotFoundError",
+    "DeadlineExceededError",
     "EventLoopError",
     "GatewayBusyError",
     "InvalidStateError",
     "NotFoundError",
+    "QueueFullError",
     "RequestTimeoutError",
     "ResourceBusyError",
     "ResponseError",
@@ -93,6 +99,8 @@ class TcvpcError(Exception):
     after_unknown_outcome: bool = False
     """True when an earlier attempt of the same call had an unknown outcome (set by the client):
     the request may have taken effect although this error says otherwise."""
+    retry_budget_exhausted: bool = False
+    """True when a retry was due but the client's retry budget could not pay for it."""
 
 
 class CredentialsError(TcvpcError):
@@ -308,3 +316,26 @@ def api_error(
 def is_throttle(exc: BaseException) -> bool:
     """True for every answer that means "slow down": throttle codes and HTTP 429 alike."""
     return isinstance(exc, TcvpcError) and exc.retry_kind is RetryKind.THROTTLED
+
+
+class DeadlineExceededError(TcvpcError, TimeoutError):
+    """The call's deadline passed: while it waited for the limiter, or while an attempt ran.
+
+    ``sent`` says whether any attempt reached the network; when the deadline cut an attempt
+    short, ``outcome_unknown`` is true (the server may have acted). Never retried.
+    """
+
+    def __init__(self, message: str, *, action: str, deadline: float, sent: bool) -> None:
+        super().__init__(message)
+        self.action = action
+        self.deadline = deadline
+        self.sent = sent
+
+
+class QueueFullError(TcvpcError):
+    """``max_waiting`` calls already wait for the limiter: this one was shed and sent nothing."""
+
+    def __init__(self, message: str, *, action: str, max_waiting: int) -> None:
+        super().__init__(message)
+        self.action = action
+        self.max_waiting = max_waiting

@@ -10,7 +10,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 _GATEWAY_ID = re.compile(r"vpngw-[a-z0-9]{8}")
 _CONNECTION_ID = re.compile(r"vpnx-[a-z0-9]{8}")
@@ -24,6 +24,55 @@ def looks_like_gateway_id(value: str) -> bool:
 def looks_like_connection_id(value: str) -> bool:
     """True for IDs shaped like real ones (``vpnx-`` + 8 lowercase letters or digits)."""
     return _CONNECTION_ID.fullmatch(value) is not None
+
+
+# -- the API's answers, as TypedDicts ------------------------------------------------------------
+# Keys are the API's own names. The client checks the envelope, not every field: an answer is
+# what the server sent, so the optional fields are ``total=False`` and values deserve a check.
+
+
+class TagDict(TypedDict, total=False):
+    Key: str
+    Value: str
+
+
+class VpnConnectionDict(TypedDict, total=False):
+    """One element of ``VpnConnectionSet`` (the fields this library knows; the API has more)."""
+
+    VpnConnectionId: str
+    VpnConnectionName: str
+    VpcId: str
+    VpnGatewayId: str
+    CustomerGatewayId: str
+    PreShareKey: str
+    VpnProto: str
+    EncryptProto: str
+    RouteType: str
+    CreatedTime: str
+    State: str
+    NetStatus: str
+    SecurityPolicyDatabaseSet: list[dict[str, Any]]
+    IKEOptionsSpecification: dict[str, Any]
+    IPSECOptionsSpecification: dict[str, Any]
+    EnableHealthCheck: bool
+    HealthCheckLocalIp: str
+    HealthCheckRemoteIp: str
+    HealthCheckStatus: str
+    TagSet: list[TagDict]
+
+
+class DeleteVpnConnectionResponse(TypedDict):
+    """The ``Response`` object of a successful DeleteVpnConnection."""
+
+    RequestId: str
+
+
+class DescribeVpnConnectionsResponse(TypedDict):
+    """The ``Response`` object of a successful DescribeVpnConnections."""
+
+    TotalCount: int
+    VpnConnectionSet: list[VpnConnectionDict]
+    RequestId: str
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -55,9 +104,10 @@ class DeleteResult:
     """The result of :meth:`tcvpc.VpcClient.delete_vpn_connection`.
 
     ``outcome`` is :attr:`DeleteOutcome.DELETED` or :attr:`DeleteOutcome.ALREADY_GONE` (failures
-    raise). ``inferred`` is true when an attempt's outcome was unknown (a timeout or a dropped
-    connection) and a later attempt found the tunnel gone: the earlier attempt most likely deleted
-    it, so it counts as deleted, and the flag says that this was inferred, not acknowledged.
+    raise). ``inferred`` is true when an attempt's outcome was unknown (a timeout, a dropped
+    connection, or an earlier call of this client that was cancelled or cut by its deadline) and
+    a later attempt found the tunnel gone: that attempt most likely deleted it, so it counts as
+    deleted, and the flag says that this was inferred, not acknowledged.
     """
 
     tunnel: TunnelRef
@@ -110,14 +160,17 @@ class VpnConnection:
     net_status: str
     created_time: datetime | None
     tags: tuple[Tag, ...] = ()
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    raw: VpnConnectionDict = field(
+        default_factory=lambda: VpnConnectionDict(), compare=False, hash=False, repr=False
+    )
+    """Every field the API returned (``PreShareKey`` included: hence out of the repr)."""
 
     @property
     def ref(self) -> TunnelRef:
         return TunnelRef(self.vpn_gateway_id, self.vpn_connection_id)
 
     @classmethod
-    def from_api(cls, item: dict[str, Any]) -> VpnConnection:
+    def from_api(cls, item: VpnConnectionDict) -> VpnConnection:
         """Build from one ``VpnConnectionSet`` element; missing optional fields become empty."""
         created = item.get("CreatedTime")
         created_time: datetime | None = None
@@ -129,7 +182,7 @@ class VpnConnection:
         tags = tuple(
             Tag(str(t.get("Key", "")), str(t.get("Value", "")))
             for t in item.get("TagSet") or ()
-            if isinstance(t, dict)
+            if isinstance(t, dict)  # the server's JSON: the TypedDict is a promise, not a check
         )
         return cls(
             vpn_connection_id=str(item.get("VpnConnectionId", "")),

@@ -6,10 +6,12 @@
 * **A schedule per error kind** (:class:`tcvpc.errors.RetryKind`): throttling starts around 1 s,
   transient faults around 0.1 s, a busy gateway's mutex or a tunnel mid-task (tasks that take
   seconds) slower; each kind also has its own attempt bound.
-* **Bounded**: a maximum number of attempts and a deadline per call; a retry that would *start*
-  after the deadline is not made (``stop_before_delay``).
+* **Bounded**: a maximum number of attempts and a deadline per call, counted from the call's
+  start (queueing for the rate limiter included); a retry that would *start* after the deadline
+  is not made (``stop_before_delay``), and the client cuts a wait or an attempt that runs past it.
 * **Budgeted**: a :class:`RetryBudget` shared by a client (botocore's standard mode): a retry
   spends tokens, a first-try success returns one, so a systemic outage cannot multiply traffic.
+  A call cancelled by its caller returns what it spent (it did not fail, it was abandoned).
 * ``asyncio.CancelledError`` is never retried: only :class:`TcvpcError` with a retry kind is.
 
 One ``AsyncRetrying`` is built per call that needs it: tenacity keeps per-call state in it, so one
@@ -68,7 +70,9 @@ class RetryPolicy:
 
     max_attempts: int = 10
     deadline: float = 60.0
-    """Seconds from the first attempt after which no new attempt starts."""
+    """Seconds from the call's start (limiter queueing included) within which the call ends:
+    no attempt starts later, a wait for the limiter or an attempt still running then is cut
+    short with :class:`tcvpc.errors.DeadlineExceededError`."""
     throttled: Backoff = Backoff(base=1.0, cap=20.0, max_attempts=8)
     transient: Backoff = Backoff(base=0.1, cap=20.0, max_attempts=6)
     resource_busy: Backoff = Backoff(base=0.5, cap=10.0, max_attempts=4)
@@ -169,6 +173,7 @@ class CallRetrying:
     """The tenacity machinery for one call: kind-aware wait and stop, the budget, the hook.
 
     ``on_retry(exception, attempt_number, delay)`` runs before each sleep (logging, metrics).
+    ``remaining``: seconds left before the call's deadline; no retry starts after it.
     """
 
     def __init__(
@@ -177,18 +182,18 @@ class CallRetrying:
         budget: RetryBudget | None,
         on_retry: Callable[[TcvpcError, int, float], None] | None = None,
         *,
-        elapsed: float = 0.0,
+        remaining: float | None = None,
     ) -> None:
-        """``elapsed``: seconds the call already spent (an attempt made before tenacity took
-        over), taken off the deadline."""
         self.policy = policy
         self.budget = budget
         self.spent = 0
+        self.budget_exhausted = False
+        """True when the budget refused a retry that was otherwise due."""
         self._on_retry = on_retry
         self._failures: Counter[RetryKind] = Counter()
         self._waits = _waits(policy)
         self._stop_common = stop_after_attempt(policy.max_attempts) | stop_before_delay(
-            policy.deadline - elapsed
+            policy.deadline if remaining is None else max(0.0, remaining)
         )
 
     def _kind(self, state: RetryCallState) -> RetryKind:
@@ -219,6 +224,7 @@ class CallRetrying:
         unknown = isinstance(exc, TcvpcError) and exc.outcome_unknown
         cost = self.budget.timeout_cost if unknown else self.budget.retry_cost
         if not self.budget.withdraw(cost):
+            self.budget_exhausted = True
             return True
         self.spent += cost
         return False
@@ -234,6 +240,12 @@ class CallRetrying:
         """Settle the budget after a successful call."""
         if self.budget is not None:
             self.budget.settle(self.spent)
+
+    def refund(self) -> None:
+        """Return everything this call withdrew: its caller abandoned it (cancellation)."""
+        if self.budget is not None and self.spent:
+            self.budget.deposit(self.spent)
+            self.spent = 0
 
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
