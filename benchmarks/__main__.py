@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [b0 b1 b2 b3 b4]``: run them (all when none is named)."""
+"""``python -m benchmarks [--quick] [b0 b1 b2 b3 b4 b5]``: run them (all when none is named)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from benchmarks import b0_emulator, b1_overhead, b2_rate, b3_cleanup, b4_scale
+from benchmarks import b0_emulator, b1_overhead, b2_rate, b3_cleanup, b4_scale, b5_fleet
 from benchmarks.common import Report, save_results
 
 BENCHMARKS: dict[str, Callable[[bool], Report]] = {
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     "b2": lambda quick: b2_rate.run(quick=quick),
     "b3": lambda quick: b3_cleanup.run(quick=quick),
     "b4": lambda quick: b4_scale.run(quick=quick),
+    "b5": lambda quick: b5_fleet.run(quick=quick),
 }
 
 
@@ -23,7 +24,7 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
 @click.argument("names", nargs=-1, type=click.Choice(list(BENCHMARKS)))
 @click.option("--quick", is_flag=True, help="A short version of each (under two minutes in all).")
 def main(names: tuple[str, ...], quick: bool) -> None:
-    """Run B0 (emulator), B1 (client overhead), B2 (rate), B3 (bulk cleanup), B4 (scale).
+    """Run B0 (emulator), B1 (overhead), B2 (rate), B3 (cleanup), B4 (scale), B5 (fleet).
 
     Tables are printed as markdown and saved with machine info under benchmarks/results/.
     """

@@ -2,13 +2,19 @@
 
 Without this, a test that builds a client without credentials would ask the real metadata host
 (``metadata.tencentyun.com``), which the test suite must never contact.
+
+Also shared by every test directory: a real redis-server (``redis_server``, ``redis_factory``;
+see redis_fixture.py).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from redis_fixture import redis_factory, redis_server
 from tcvpc.chain import forget_probes
+
+__all__ = ["redis_factory", "redis_server"]
 
 CLOSED_METADATA_URL = "http://127.0.0.1:9/latest/meta-data/"
 """Port 9 (discard): nothing listens on loopback, so the probe is refused at once."""

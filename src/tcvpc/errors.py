@@ -7,6 +7,7 @@ Every exception this library raises on purpose derives from :class:`TcvpcError`:
     │   └── CredentialsNotFoundError    no credential anywhere the default chain looked
     ├── ClientClosedError           the client (or the session it was given) is closed
     ├── EventLoopError              the client is used from another event loop than its own
+    ├── QuotaBackendError           the fleet quota's Redis: unreachable, refused, not Redis
     ├── TransportError              refused, reset, DNS, TLS, proxy, timeout: no HTTP answer
     │   └── RequestTimeoutError     no complete answer within the configured timeout
     ├── ResponseError               not an API answer: non-200 (3xx included), HTML, cut JSON
@@ -122,6 +123,10 @@ class ClientClosedError(TcvpcError, RuntimeError):
 class EventLoopError(TcvpcError, RuntimeError):
     """The client's connections belong to another event loop (a client made at import time,
     per-test loops, threads). Create the client inside the loop that uses it. Nothing was sent."""
+
+
+class QuotaBackendError(TcvpcError):
+    """The Redis holding a fleet's shared quota cannot be used (the URL shown has no password)."""
 
 
 class TransportError(TcvpcError):
