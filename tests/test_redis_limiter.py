@@ -158,6 +158,23 @@ async def test_keys_share_a_hash_tag_and_never_hold_the_secret_id(
     assert len(tags) == 2  # one hash tag per budget: both keys of a budget on one shard
 
 
+async def test_an_account_named_by_the_fleet_overrides_per_process_names(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    async with (
+        RedisLimiterRegistry(redis_server.url, prefix=prefix) as a,
+        RedisLimiterRegistry(redis_server.url, prefix=prefix, account=SECRET_ID) as b,
+    ):
+        a.use_account(SECRET_ID)
+        # What two clients with credential providers pass: a name each process makes up.
+        la = a.get(account="provider-1", region="r", action="x")
+        lb = b.get(account="provider-2", region="r", action="x")
+        assert la._keys == lb._keys
+        with pytest.raises(ValueError, match="account"):
+            a.use_account("")
+
+
 # -- the limiter -------------------------------------------------------------------------------
 
 

@@ -366,10 +366,10 @@ class VpcClient:
             raise ClientClosedError("this VpcClient is closed; create a new one")
         return self._transport
 
-    async def check_credentials(self) -> None:
+    async def check_credentials(self) -> Credential:
         """Find a credential now (the default chain's CVM/TKE lookups included), so that a job
         with none fails before its first request; raises ``CredentialsError``."""
-        await self._credentials.get()
+        return await self._credentials.get()
 
     # -- the generic call ------------------------------------------------------------------
 

@@ -281,7 +281,9 @@ class RedisLimiterRegistry:
     traffic in clear text: refused unless ``allow_insecure``. ``max_wait``: how long ``acquire``
     waits for an unreachable Redis before raising (``None``: until it is back).
     Call :meth:`check` once before sending anything: it turns a wrong URL, password or port into
-    a :class:`~tcvpc.errors.QuotaBackendError` at start instead of a wait.
+    a :class:`~tcvpc.errors.QuotaBackendError` at start instead of a wait. ``account``: the
+    name every process of the fleet keys its budgets by (hashed; see :meth:`use_account`);
+    default: what the client passes, the secret id of a static ``Credential``.
     """
 
     def __init__(
@@ -297,6 +299,7 @@ class RedisLimiterRegistry:
         max_backoff: float = 2.0,
         max_wait: float | None = None,
         allow_insecure: bool = False,
+        account: str | None = None,
         on_wait: Callable[[QuotaBackendEvent], None] | None = None,
     ) -> None:
         if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
@@ -319,6 +322,7 @@ class RedisLimiterRegistry:
         self._max_backoff = max_backoff
         self._max_wait = max_wait
         self.on_wait = on_wait
+        self._account = account
         if isinstance(redis, str):
             self.url = redact_url(redis)
             _vet_url(redis, self.url, allow_insecure=allow_insecure)
@@ -342,8 +346,22 @@ class RedisLimiterRegistry:
     def rate_for(self, action: str) -> float:
         return self.rate
 
+    def use_account(self, account: str) -> None:
+        """Key every budget by ``account`` from now on, whatever the client passes to :meth:`get`.
+
+        Call it before the first request. A ``VpcClient`` keys a static ``Credential`` by its
+        secret id, which every process shares; a credential *provider* by a per-process name,
+        which no other process shares: a fleet using providers must name its account here (or
+        pass ``account=``), e.g. with the secret id the provider returned.
+        """
+        if not account:
+            raise ValueError("account must be a non-empty string")
+        self._account = account
+        self._limiters.clear()
+
     def get(self, *, account: str, region: str, action: str) -> RedisRateLimiter:
         """The limiter of one budget (made on first use; cheap, no I/O)."""
+        account = self._account or account
         key = (account, region, action)
         limiter = self._limiters.get(key)
         if limiter is None:

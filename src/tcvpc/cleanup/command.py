@@ -344,9 +344,11 @@ async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
         report = open_report(options.report) if options.report else None
         async with client:
             try:
-                await client.check_credentials()  # the CVM/TKE part of the chain needs the network
+                credential = await client.check_credentials()  # CVM/TKE need the network
             except CredentialsError as exc:
                 raise _ConfigError(str(exc)) from None
+            if limiters is not None:  # the default chain is a provider: name the fleet's account
+                limiters.use_account(credential.secret_id)
             with _open_journal(options, err) as journal:
                 status = await _with_journal(options, client, journal, stream, out, err)
                 if report is not None:
