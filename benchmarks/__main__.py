@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import click
 
-from benchmarks import b0_emulator, b1_overhead, b2_rate, b3_cleanup, b4_scale, b5_fleet
+from benchmarks import (
+    b0_emulator,
+    b1_overhead,
+    b2_rate,
+    b3_cleanup,
+    b4_scale,
+    b5_fleet,
+    b6_strangers,
+)
 from benchmarks.common import Report, save_results
 
 BENCHMARKS: dict[str, Callable[[bool], Report]] = {
@@ -17,14 +25,16 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     "b3": lambda quick: b3_cleanup.run(quick=quick),
     "b4": lambda quick: b4_scale.run(quick=quick),
     "b5": lambda quick: b5_fleet.run(quick=quick),
+    "b6": lambda quick: b6_strangers.run(quick=quick),
 }
 
 
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice(list(BENCHMARKS)))
-@click.option("--quick", is_flag=True, help="A short version of each (under two minutes in all).")
+@click.option("--quick", is_flag=True, help="A short version of each (about five minutes in all).")
 def main(names: tuple[str, ...], quick: bool) -> None:
-    """Run B0 (emulator), B1 (overhead), B2 (rate), B3 (cleanup), B4 (scale), B5 (fleet).
+    """Run B0 (emulator), B1 (overhead), B2 (rate), B3 (cleanup), B4 (scale), B5 (fleet),
+    B6 (a stranger spends part of the quota).
 
     Tables are printed as markdown and saved with machine info under benchmarks/results/.
     """

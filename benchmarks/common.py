@@ -186,6 +186,7 @@ def start_emulator(
     stall_seconds: float | None = None,
     seed: int = 1,
     max_seconds: float = 900,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[EmulatorProcess]:
     """Start ``tcvpc emulator`` (bounded by ``max_seconds``), yield it, always stop it."""
     args = [
@@ -209,6 +210,7 @@ def start_emulator(
         args += ["--gateways", str(gateways), "--tunnels-per-gateway", str(tunnels_per_gateway)]
     if stall_seconds is not None:
         args += ["--stall-seconds", f"{stall_seconds:g}"]
+    args += extra_args
     log = Path(tempfile.mkstemp(prefix="tcvpc-emulator-", suffix=".log")[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")}
     with log.open("w") as err:

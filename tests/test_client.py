@@ -549,5 +549,7 @@ async def test_http_429_slows_the_limiter_and_counts_as_throttled(server: Script
         await c.call("DescribeVpnConnections")
         assert c.stats.throttled == 2  # decided by the error's kind, HTTP status or API code
         assert c.stats.errors_by_code == {"HTTP 429": 1, "RequestLimitExceeded": 1}
-    pacer = registry.get(account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections")
-    assert pacer.factor() < 1.0
+        limiter = registry.get(
+            account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
+        )
+        assert limiter.rate < registry.rate

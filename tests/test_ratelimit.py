@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import pytest
 from aiohttp import web
 
 from tcvpc import Credential, LimiterRegistry, RetryPolicy, StrictRateLimiter, VpcClient
-from tcvpc.ratelimit import AdaptivePacer
+from tcvpc.adaptive import BETA
+from tcvpc.ratelimit import AdaptiveLimiter, shared_limiters
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -162,22 +165,47 @@ async def test_registry_separates_actions_and_accounts() -> None:
         StrictRateLimiter(-1)
 
 
-def test_adaptive_pacer_drops_and_recovers() -> None:
+async def test_adaptive_limiter_follows_the_admitted_rate() -> None:
     now = [100.0]
-    pacer = AdaptivePacer(StrictRateLimiter(100), clock=lambda: now[0])
-    assert pacer.factor() == 1.0
-    pacer.on_throttled()
-    assert pacer.factor() == pytest.approx(0.7)
-    pacer.on_throttled()  # within the 500 ms cool-down: ignored
-    assert pacer.factor() == pytest.approx(0.7)
-    now[0] += 0.6
-    pacer.on_throttled()
-    dropped = pacer.factor()
-    assert dropped < 0.7
-    now[0] += 2.0
-    assert dropped < pacer.factor() < 1.0
-    now[0] += 2.5
-    assert pacer.factor() == 1.0
+    limiter = AdaptiveLimiter(StrictRateLimiter(100), clock=lambda: now[0])
+    assert limiter.rate == 100
+    for i in range(70):  # 70 answers admitted over the last second
+        now[0] = 100.0 + i / 70
+        limiter.on_admitted()
+    limiter.on_throttled()
+    assert limiter.rate == pytest.approx(BETA * 70, rel=0.03)
+    now[0] += 30
+    for _ in range(100):
+        limiter.on_admitted()
+    assert limiter.rate == 100  # climbed back and capped at the strict rate
+
+
+async def test_throttled_retries_go_through_the_adaptive_rate(
+    arrivals: tuple[str, list[float]],
+) -> None:
+    """After a throttle, new requests and retries alike arrive at the reduced rate."""
+    url, times = arrivals
+    registry = LimiterRegistry(100)
+    async with VpcClient(
+        Credential("AKIDtest", "k"),
+        region="ap-guangzhou",
+        endpoint=url,
+        limiters=registry,
+        retry_policy=RetryPolicy.no_retries(),
+    ) as client:
+        limiter = registry.get(
+            account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
+        )
+        # The server admitted about 10/s for a second, then throttled us.
+        for _ in range(11):
+            await client.call("DescribeVpnConnections")
+            await asyncio.sleep(0.1)
+        limiter.on_throttled()
+        assert limiter.rate < 20
+        times.clear()
+        await asyncio.gather(*(client.call("DescribeVpnConnections") for _ in range(6)))
+    # 6 requests at <20/s span at least ~0.25 s; at the full 100/s they would take 0.05 s.
+    assert max(times) - min(times) > 0.2
 
 
 async def test_throttling_slows_the_client_down(arrivals: tuple[str, list[float]]) -> None:
@@ -190,11 +218,77 @@ async def test_throttling_slows_the_client_down(arrivals: tuple[str, list[float]
         limiters=registry,
         retry_policy=RetryPolicy.no_retries(),
     ) as client:
-        pacer = registry.get(
+        limiter = registry.get(
             account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
         )
-        pacer.on_throttled()
-        assert pacer.rate == pytest.approx(70, rel=0.05)
+        limiter.on_throttled()  # nothing admitted yet: half the rate, then beta
+        assert limiter.rate == pytest.approx(BETA * 50, rel=0.05)
         await asyncio.gather(*(client.call("DescribeVpnConnections") for _ in range(36)))
-    # Arrivals spread over ~0.35 s at the full 100/s and ~0.5 s at 70/s.
-    assert max(times) - min(times) > 0.42
+    # Arrivals spread over ~0.35 s at the full 100/s and ~0.75 s at 47.5/s.
+    assert max(times) - min(times) > 0.55
+
+
+async def test_clients_of_one_account_share_one_budget_by_default() -> None:
+    def client(rate: float = 99.5) -> VpcClient:
+        return VpcClient(
+            Credential("AKIDshared", "k"),
+            region="ap-guangzhou",
+            endpoint="http://127.0.0.1:9",
+            rate=rate,
+        )
+
+    a, b, other_rate = client(), client(), client(50)
+    key = {"account": "AKIDshared", "region": "ap-guangzhou", "action": "DeleteVpnConnection"}
+    assert a.limiters is b.limiters is shared_limiters()
+    assert a.limiters.get(**key) is b.limiters.get(**key)
+    assert other_rate.limiters.get(**key) is not a.limiters.get(**key)
+    assert other_rate.limiters.get(**key).rate == 50
+    for c in (a, b, other_rate):
+        await c.aclose()
+
+
+def test_each_event_loop_gets_its_own_limiters_and_closed_loops_are_dropped() -> None:
+    registry = LimiterRegistry(1000)
+
+    async def use() -> AdaptiveLimiter:
+        limiter = registry.get(account="A", region="r", action="x")
+        assert isinstance(limiter, AdaptiveLimiter)
+        for _ in range(5):
+            (await limiter.acquire()).release()
+        return limiter
+
+    first = asyncio.run(use())
+    second = asyncio.run(use())  # a limiter bound to the first (closed) loop would fail here
+    assert first is not second
+    first_ref = weakref.ref(first)
+    del first
+    asyncio.run(use())
+    gc.collect()
+    assert first_ref() is None
+
+
+async def test_registry_needs_a_running_loop() -> None:
+    registry = LimiterRegistry(10)
+    with pytest.raises(RuntimeError):
+        await asyncio.to_thread(registry.get, account="A", region="r", action="x")
+
+
+async def test_adaptive_limiter_is_fifo_and_cancellation_safe() -> None:
+    limiter = AdaptiveLimiter(StrictRateLimiter(400))
+    limiter.on_throttled()  # nothing admitted yet: about 190/s, paced in front of the strict one
+    assert limiter.rate < 200
+    order: list[int] = []
+
+    async def take(i: int) -> None:
+        (await limiter.acquire()).release()
+        order.append(i)
+
+    tasks = []
+    for i in range(30):
+        tasks.append(asyncio.create_task(take(i)))
+        await asyncio.sleep(0)  # arrival order is creation order
+    for task in tasks[12::3]:  # still waiting: 30 permits at ~190/s take ~0.15 s
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 6
+    assert order == [i for i in range(30) if i < 12 or i % 3]

@@ -52,7 +52,14 @@ from tcvpc.models import (
     VpnConnectionDict,
 )
 from tcvpc.outcomes import UnknownOutcomes
-from tcvpc.ratelimit import AdaptivePacer, LimiterRegistry, RateLimiter, StrictRateLimiter
+from tcvpc.ratelimit import (
+    AdaptiveLimiter,
+    LimiterRegistry,
+    Limiters,
+    RateLimiter,
+    StrictRateLimiter,
+    shared_limiters,
+)
 from tcvpc.refreshing import RefreshableProvider, RefreshingProvider
 from tcvpc.retry import Backoff, RetryBudget, RetryPolicy
 from tcvpc.sts import StsAssumeRoleProvider, TkeOidcProvider
@@ -68,7 +75,7 @@ from tcvpc.transport import (
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
-    "AdaptivePacer",
+    "AdaptiveLimiter",
     "AiohttpTransport",
     "ApiError",
     "AsyncTransport",
@@ -93,6 +100,7 @@ __all__ = [
     "GatewayBusyError",
     "InvalidStateError",
     "LimiterRegistry",
+    "Limiters",
     "MockTransport",
     "NotFoundError",
     "QueueFullError",
@@ -130,4 +138,5 @@ __all__ = [
     "__version__",
     "default_credential",
     "default_provider",
+    "shared_limiters",
 ]

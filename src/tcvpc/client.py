@@ -64,7 +64,7 @@ from tcvpc.models import (
     looks_like_gateway_id,
 )
 from tcvpc.outcomes import UnknownOutcomes
-from tcvpc.ratelimit import DEFAULT_RATE, AdaptivePacer, LimiterRegistry, Permit
+from tcvpc.ratelimit import DEFAULT_RATE, Limiters, Permit, RateLimiter, shared_limiters
 from tcvpc.refreshing import RefreshableProvider
 from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
 from tcvpc.telemetry import (
@@ -117,7 +117,7 @@ class _Call:
     action: str
     body: bytes
     loop: asyncio.AbstractEventLoop
-    limiter: AdaptivePacer
+    limiter: RateLimiter
     policy: RetryPolicy
     started: float
     """``loop.time()`` when the call began: its deadline counts from here."""
@@ -192,8 +192,9 @@ class VpcClient:
     default chain (environment, profile file, CVM role, TKE OIDC: see chain.py). A provider
     with ``force_refresh`` (refreshing.py) renews its key once when the server refuses its token.
     ``region`` defaults to ``TENCENTCLOUD_REGION``. ``rate`` is each action's client-side limit in
-    requests per second (default 99.5: never more than 100 in any second, see ratelimit.py); pass
-    ``limiters`` to share budgets between clients.
+    requests per second (default 99.5: never more than 100 in any second, see ratelimit.py); clients
+    with the same credentials and rate in one process share one budget unless ``limiters`` says
+    otherwise.
     ``timeout`` bounds one attempt; ``retry_policy`` (its ``deadline``) bounds the whole call,
     waiting for the limiter included (``timeout`` still bounds each attempt). ``max_waiting``
     bounds how many calls may wait for the limiter at once (``None``: unbounded); a call beyond
@@ -217,7 +218,7 @@ class VpcClient:
         endpoint: str | None = None,
         retry_policy: RetryPolicy | None = None,
         rate: float = DEFAULT_RATE,
-        limiters: LimiterRegistry | None = None,
+        limiters: Limiters | None = None,
         retry_budget: RetryBudget | None = None,
         timeout: float = 30.0,
         language: str | None = None,
@@ -263,7 +264,8 @@ class VpcClient:
             raise TypeError("credential must be a Credential, a CredentialProvider or None")
         self.region = resolved_region
         self.retry_policy = retry_policy or RetryPolicy()
-        self.limiters = limiters if limiters is not None else LimiterRegistry(rate)
+        # By default clients of one account share its budget process-wide (per rate).
+        self.limiters = limiters if limiters is not None else shared_limiters(rate)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.stats = ClientStats()
         self._timeout = float(timeout)
@@ -276,7 +278,7 @@ class VpcClient:
         self._waiting = 0
         self._in_flight = 0
         self._shed = 0
-        self._limiters_used: dict[str, AdaptivePacer] = {}
+        self._limiters_used: dict[str, RateLimiter] = {}
         self._calls: Counter[tuple[str, CallOutcome]] = Counter()
         self._call_seconds: defaultdict[str, float] = defaultdict(float)
         self._queue_seconds: defaultdict[str, float] = defaultdict(float)
@@ -517,6 +519,8 @@ class VpcClient:
             call.outcome_unknown = call.outcome_unknown or exc.outcome_unknown
             if exc.retry_kind is RetryKind.THROTTLED:  # API codes and HTTP 429 alike
                 call.limiter.on_throttled()
+            elif isinstance(exc, ApiError):  # processed by the server: it counted it
+                call.limiter.on_admitted()
             raise
         except BaseException:
             if call.in_flight:  # cancelled mid-request: in_flight stays set for _finish
@@ -525,6 +529,7 @@ class VpcClient:
         finally:
             permit.release()
         call.in_flight = False
+        call.limiter.on_admitted()
         return response
 
     async def _permit(self, call: _Call) -> Permit:

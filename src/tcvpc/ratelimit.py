@@ -1,32 +1,11 @@
-"""Client-side rate limiting: strict, fair and adaptive.
+"""Client-side rate limiting: a strict FIFO limiter with an adaptive rate in front, one per budget.
 
-Semantics of :class:`StrictRateLimiter` (rate ``r`` per second, default 99.5; window limit
-``n = ceil(r)``, 100 at the default):
-
-* **Strict where it counts, at the server**: no ``n + 1`` requests arrive within one second. A
-  permit is released when its request ends, and the ``(k+n)``-th permit is granted only one
-  second after the ``k``-th request ended (or after its start plus ``latency_allowance`` if it is
-  still running). A request reaches the server before it ends, so this holds whatever the
-  server's way of counting (fixed windows, sliding windows, its own bucket) and however the
-  requests' latencies vary (a first connection, a TLS handshake, a busy loop), unless one
-  request spends more than ``latency_allowance`` in transit. Counting *starts* is not enough: a
-  late request lands in the same server second as ``n`` later ones.
-* **Paced**: underneath, a token bucket refilled at ``r``/s holding 50 ms worth of tokens
-  (at least 1.5, ~5 at the default: ``AsyncLimiter(5, 5/r)``) spaces requests evenly; that slack
-  lets it catch up after the event loop was busy for a few tens of milliseconds, so the
-  sustained rate stays at ``r``, and absorbs the loop's millisecond timer rounding (which costs
-  a bucket of exactly 1 about 4% of its rate). At steady state (millisecond latencies) the
-  window guard never waits: 100 requests at 99.5/s span more than a second.
-  ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady 100/s: up to
-  ~199 in one sliding second.
-* **Fair**: aiolimiter lets a newcomer overtake a waiter that was woken but has not resumed yet;
-  an :class:`asyncio.Lock` (FIFO) in front makes waiters take permits in arrival order.
-* **Cancellation-safe**: a task cancelled while waiting takes no token and leaves the queue;
-  one cancelled after acquiring has spent its permit (the request may be on the wire).
-
-:class:`AdaptivePacer` slows a limiter down when the server says we are throttled (someone else
-spends the same quota): to 0.7x at most once per 500 ms, then back to full rate along a cubic
-curve over about 4 s, like botocore's adaptive mode.
+:class:`StrictRateLimiter` never lets more than ``ceil(rate)`` requests reach the server in any
+sliding second, in arrival order, cancellation-safe. :class:`AdaptiveLimiter` paces in front of
+it at the share the server admits when someone else spends the same quota (``adaptive.py``).
+A :class:`Limiters` registry hands out one limiter per (account, region, action); by default
+every client of one process uses :func:`shared_limiters`, so clients of one account share one
+budget. Figures: ``benchmarks/b2_rate.py`` (strict) and ``benchmarks/b6_strangers.py``.
 """
 
 from __future__ import annotations
@@ -34,12 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
+
+from tcvpc.adaptive import BETA, AdaptiveRate, C
+
+__all__ = [
+    "DEFAULT_RATE",
+    "AdaptiveLimiter",
+    "LimiterRegistry",
+    "Limiters",
+    "Permit",
+    "RateLimiter",
+    "StrictRateLimiter",
+    "shared_limiters",
+]
 
 DEFAULT_RATE = 99.5
 """Requests per second per action: never more than the documented 100 in any second."""
@@ -68,13 +62,53 @@ class Permit:
 
 @runtime_checkable
 class RateLimiter(Protocol):
-    """What the client needs from a limiter: wait for permission to start one request."""
+    """What the client needs from the limiter of one budget (the local ones, the Redis one)."""
 
-    async def acquire(self) -> Permit: ...
+    async def acquire(self) -> Permit:
+        """Wait for permission to start one request (every attempt, retries too)."""
+        ...
+
+    def on_throttled(self) -> None:
+        """The server throttled one of our requests (``RetryKind.THROTTLED``, HTTP 429 too)."""
+        ...
+
+    def on_admitted(self) -> None:
+        """The server processed one of our requests and did not throttle it."""
+        ...
+
+    @property
+    def rate(self) -> float:
+        """The rate currently allowed, in requests per second (for telemetry)."""
+        ...
+
+
+@runtime_checkable
+class Limiters(Protocol):
+    """Hands out the limiter of each budget; what ``VpcClient(limiters=...)`` accepts."""
+
+    def get(self, *, account: str, region: str, action: str) -> RateLimiter: ...
 
 
 class StrictRateLimiter:
-    """A FIFO token bucket whose requests never exceed the window limit at the server."""
+    """A FIFO token bucket whose requests never exceed the window limit at the server.
+
+    * **Strict at the server**: no ``n + 1`` requests (``n = ceil(rate)``) arrive within one
+      second. A permit is released when its request ends, and the ``(k+n)``-th permit is granted
+      only one second after the ``k``-th request ended (or after its start plus
+      ``latency_allowance`` if it still runs): a request reaches the server before it ends, so
+      this holds however the server counts and however latencies vary. Counting *starts* is not
+      enough: a late request lands in the same server second as ``n`` later ones.
+    * **Paced**: underneath, a token bucket refilled at ``rate`` holding 50 ms of tokens (1.5 to
+      5) spaces requests evenly and absorbs the event loop's timer rounding.
+      ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady rate.
+    * **Fair**: aiolimiter lets a newcomer overtake a woken waiter; an :class:`asyncio.Lock`
+      (FIFO) in front makes waiters take permits in arrival order.
+    * **Cancellation-safe**: a task cancelled while waiting takes no token; one cancelled after
+      acquiring has spent its permit (the request may be on the wire).
+
+    It ignores the server's answers (``on_throttled``/``on_admitted`` do nothing): put an
+    :class:`AdaptiveLimiter` in front to follow them.
+    """
 
     def __init__(
         self,
@@ -117,79 +151,94 @@ class StrictRateLimiter:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def on_throttled(self) -> None:
+        """Ignored: the strict limit does not depend on the server's answers."""
+
+    def on_admitted(self) -> None:
+        """Ignored: the strict limit does not depend on the server's answers."""
+
     def __repr__(self) -> str:
         return f"StrictRateLimiter(rate={self.rate}, window_limit={self.window_limit})"
 
 
-class AdaptivePacer:
-    """Puts a slower, variable rate in front of a strict limiter while the server throttles us.
+_PACER_BUCKET = 1.5
+"""Tokens the adaptive pacer holds: above 1, so the loop's timer rounding costs no rate."""
+_RETUNE = 0.02
+"""The pacer's bucket is rebuilt when the adaptive rate has moved by more than this fraction."""
 
-    ``on_throttled()`` is called by the client for every ``RequestLimitExceeded``-type answer.
-    The current rate factor is ``1`` normally; after throttling it drops to 0.7x (compounding, at
-    most once per ``cooldown`` and never below ``floor``) and climbs back along
-    ``1 - (1 - f0) * (1 - t/recovery)**3`` so it returns to full rate after ``recovery`` seconds.
+
+class AdaptiveLimiter:
+    """Paces at the adaptive rate (:class:`~tcvpc.adaptive.AdaptiveRate`) in front of a strict one.
+
+    The adaptive rate follows the share the server admits us; the strict limiter underneath keeps
+    its guarantees whatever the adaptive rate says. Both queues are FIFO, so new requests and
+    retries of throttled ones take turns at the same rate: a burst of throttles cannot turn into
+    a burst of retries.
     """
 
     def __init__(
         self,
-        inner: StrictRateLimiter,
+        strict: StrictRateLimiter,
         *,
-        beta: float = 0.7,
-        cooldown: float = 0.5,
-        recovery: float = 4.0,
-        floor: float = 0.05,
+        beta: float = BETA,
+        c: float = C,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
-        self._beta = beta
-        self._cooldown = cooldown
-        self._recovery = recovery
-        self._floor = floor
+        self.strict = strict
+        self.state = AdaptiveRate(strict.rate, beta=beta, c=c)
         self._clock = clock
-        self._dropped_to = 1.0
-        self._dropped_at = -1e9
+        self._fifo = asyncio.Lock()
         self._pacer: AsyncLimiter | None = None
-        self._pacer_factor = 1.0
-
-    def factor(self) -> float:
-        """The fraction of the inner rate currently allowed."""
-        elapsed = self._clock() - self._dropped_at
-        if elapsed >= self._recovery:
-            return 1.0
-        remaining = 1.0 - elapsed / self._recovery
-        return 1.0 - (1.0 - self._dropped_to) * remaining**3
-
-    def on_throttled(self) -> None:
-        now = self._clock()
-        if now - self._dropped_at < self._cooldown:
-            return
-        self._dropped_to = max(self._floor, self.factor() * self._beta)
-        self._dropped_at = now
+        self._pacer_rate = 0.0
+        self._last_grant = -math.inf
 
     async def acquire(self) -> Permit:
-        factor = self.factor()
-        if factor < 0.999:
-            # A fresh bucket when the factor has moved by more than 5%: close enough to the
-            # curve, and it keeps the strict limiter's guarantee untouched underneath.
-            if self._pacer is None or abs(factor - self._pacer_factor) > 0.05 * factor:
-                self._pacer = AsyncLimiter(1, 1 / (self.inner.rate * factor))
-                self._pacer_factor = factor
-            await self._pacer.acquire()
-        return await self.inner.acquire()
+        async with self._fifo:
+            rate = self.state.rate(self._clock())
+            if rate < self.strict.rate:
+                await self._pace(rate)
+            else:
+                self._pacer = None
+        # No await between releasing our lock and queueing on the strict one: FIFO end to end.
+        return await self.strict.acquire()
+
+    async def _pace(self, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        if self._pacer is None or abs(rate - self._pacer_rate) > _RETUNE * rate:
+            self._pacer = AsyncLimiter(_PACER_BUCKET, _PACER_BUCKET / rate)
+            self._pacer_rate = rate
+            # A fresh bucket grants its first token at once: keep the new spacing from the last
+            # grant, or every retune would send two requests back to back.
+            delay = self._last_grant + 1.0 / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await self._pacer.acquire()
+        self._last_grant = loop.time()
+
+    def on_throttled(self) -> None:
+        self.state.on_throttled(self._clock())
+
+    def on_admitted(self) -> None:
+        self.state.on_admitted(self._clock())
 
     @property
     def rate(self) -> float:
-        return self.inner.rate * self.factor()
+        return min(self.strict.rate, self.state.rate(self._clock()))
 
     def __repr__(self) -> str:
-        return f"AdaptivePacer(rate={self.inner.rate}, factor={self.factor():.2f})"
+        return f"AdaptiveLimiter(max_rate={self.strict.rate}, rate={self.rate:.1f})"
+
+
+_Key = tuple[str, str, str]
 
 
 class LimiterRegistry:
-    """One :class:`AdaptivePacer` per key (credential id, region, action), made on first use.
+    """One limiter per (account, region, action) and event loop, made on first use.
 
     Tencent counts limits per action, region and account, so Delete and Describe have separate
-    budgets. Share one registry between clients to share their budgets.
+    budgets. asyncio primitives belong to one event loop and a process may run several in turn
+    (``asyncio.run`` twice, pytest), so each loop gets its own limiters; those of closed loops
+    are dropped. ``adaptive=False`` gives strict limiters that ignore throttles.
     """
 
     def __init__(
@@ -197,6 +246,7 @@ class LimiterRegistry:
         rate: float = DEFAULT_RATE,
         *,
         rates: dict[str, float] | None = None,
+        adaptive: bool = True,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
@@ -204,16 +254,52 @@ class LimiterRegistry:
             if not value > 0:
                 raise ValueError(f"rate for {action} must be positive, not {value!r}")
         self.rate = float(rate)
+        self.adaptive = adaptive
         self._rates = dict(rates or {})
-        self._limiters: dict[Hashable, AdaptivePacer] = {}
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[_Key, RateLimiter]
+        ] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()  # loops in other threads may share the registry
 
     def rate_for(self, action: str) -> float:
         return self._rates.get(action, self.rate)
 
-    def get(self, *, account: str, region: str, action: str) -> AdaptivePacer:
+    def get(self, *, account: str, region: str, action: str) -> RateLimiter:
+        """The limiter of this budget in the running loop (call it from a coroutine)."""
+        loop = asyncio.get_running_loop()
         key = (account, region, action)
-        limiter = self._limiters.get(key)
-        if limiter is None:
-            limiter = AdaptivePacer(StrictRateLimiter(self.rate_for(action)))
-            self._limiters[key] = limiter
-        return limiter
+        with self._lock:
+            limiters = self._by_loop.get(loop)
+            if limiters is None:
+                # A limiter holds its loop, so weak keys alone would never let go of it.
+                for old in [old for old in self._by_loop if old.is_closed()]:
+                    del self._by_loop[old]
+                limiters = self._by_loop[loop] = {}
+            limiter = limiters.get(key)
+            if limiter is None:
+                strict = StrictRateLimiter(self.rate_for(action))
+                limiter = AdaptiveLimiter(strict) if self.adaptive else strict
+                limiters[key] = limiter
+            return limiter
+
+    def __repr__(self) -> str:
+        return f"LimiterRegistry(rate={self.rate}, adaptive={self.adaptive})"
+
+
+_shared: dict[float, LimiterRegistry] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiters(rate: float = DEFAULT_RATE) -> LimiterRegistry:
+    """The process-wide registry of clients at ``rate``: what ``VpcClient`` uses by default.
+
+    Two clients with the same credentials and rate in one process share one budget per region
+    and action; pass your own :class:`LimiterRegistry` (or a Redis one) to decide otherwise.
+    """
+    if not rate > 0:
+        raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
+    with _shared_lock:
+        registry = _shared.get(float(rate))
+        if registry is None:
+            registry = _shared[float(rate)] = LimiterRegistry(rate)
+        return registry

@@ -267,7 +267,13 @@ class EmulatorApp:
         self.faults = FaultInjector(config.faults, config.seed)
         self.injector = CodeInjector(config.inject, config.seed)
         self.limiter = (
-            SlidingWindowLimiter(config.rate_limit) if config.rate_limit is not None else None
+            SlidingWindowLimiter(
+                config.rate_limit,
+                stranger_rate=config.stranger_rate,
+                stranger_seconds=config.stranger_seconds,
+            )
+            if config.rate_limit is not None
+            else None
         )
         self.stats = Stats(ACTIONS)
         self.tokens = TokenAuthority(self.verifier, token_seconds=config.token_seconds)
@@ -309,6 +315,7 @@ class EmulatorApp:
             faults=self.faults.counts + self.injector.counts,
             tunnels=self.state.counts(),
             deleted=self.state.deleted_total,
+            rate_limit=self.limiter.snapshot() if self.limiter is not None else None,
         )
         snapshot["credentials"] = {
             **self.tokens.snapshot(),

@@ -105,8 +105,9 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
                 f"tcvpc emulator: {counts['total']} tunnels, secret id {config.secret_id} "
                 f"({source}), rate limit {config.rate_limit}/s per action, "
                 f"delete {config.delete_seconds:g} s, mutex {config.effective_mutex_seconds:g} s, "
-                f"faults {config.faults.total:g}, injected codes {len(config.inject)}. "
-                "Stop with Ctrl-C.",
+                f"faults {config.faults.total:g}, injected codes {len(config.inject)}"
+                + (f", stranger {config.stranger_rate:g}/s" if config.stranger_rate else "")
+                + ". Stop with Ctrl-C.",
                 err=True,
             )
             await stop.wait()
@@ -219,6 +220,18 @@ async def _serve(config: EmulatorConfig, source: str) -> None:
     help="Longest lifetime of the temporary keys it issues (STS, metadata).",
 )
 @click.option(
+    "--stranger-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Requests/s of each budget another program spends (the server admits us the rest).",
+)
+@click.option(
+    "--stranger-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop the stranger this many seconds after start [default: never].",
+)
+@click.option(
     "--seed",
     default=0,
     show_default=True,
@@ -245,6 +258,8 @@ def emulator_command(
     tls: bool,
     metadata: bool,
     token_seconds: float,
+    stranger_rate: float,
+    stranger_seconds: float | None,
     seed: int,
 ) -> None:
     """Run a local emulator of the Tencent Cloud VPC API.
@@ -283,6 +298,8 @@ def emulator_command(
             tls=tls,
             token_seconds=token_seconds,
             metadata=metadata,
+            stranger_rate=stranger_rate,
+            stranger_seconds=stranger_seconds,
         )
     except (TypeError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -184,6 +184,9 @@ class EmulatorConfig:
       ``AuthFailure.TokenFailure``.
     - ``metadata``: also serve a CVM metadata endpoint under ``/latest/meta-data/`` naming the
       role ``metadata_role``.
+    - ``stranger_rate``: another program spends this many requests per second of every budget
+      (so at most ``rate_limit - stranger_rate`` are left to us), for ``stranger_seconds`` after
+      the emulator starts (``None``: for ever).
     - ``strict_describe_ids``: ``DescribeVpnConnections`` with ``VpnConnectionIds`` that name an
       unknown tunnel answers ``ResourceNotFound`` (as the real VPC API does for explicit IDs);
       ``False`` silently omits unknown IDs instead.
@@ -216,6 +219,8 @@ class EmulatorConfig:
     token_seconds: float = 7200.0
     metadata: bool = False
     metadata_role: str = "tcvpc-demo-role"
+    stranger_rate: float = 0.0
+    stranger_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -260,6 +265,20 @@ class EmulatorConfig:
             raise ValueError(f"token_seconds must be in [1, 43200], got {self.token_seconds!r}")
         if not re.fullmatch(r"[\w+=,.@-]{1,128}", self.metadata_role):
             raise ValueError(f"metadata_role {self.metadata_role!r} is not a CAM role name")
+        _check_non_negative("stranger_rate", self.stranger_rate)
+        if self.stranger_rate > 0:
+            if self.rate_limit is None:
+                raise ValueError("stranger_rate needs a rate_limit to take its share of")
+            if self.stranger_rate > self.rate_limit:
+                raise ValueError(
+                    f"stranger_rate {self.stranger_rate:g} exceeds rate_limit {self.rate_limit:g}"
+                )
+        if self.stranger_seconds is not None:
+            _check_non_negative("stranger_seconds", self.stranger_seconds)
+            if self.stranger_seconds <= 0:
+                raise ValueError(
+                    f"stranger_seconds must be > 0 or None, got {self.stranger_seconds!r}"
+                )
         if not isinstance(self.faults, FaultConfig):
             raise TypeError(f"faults must be a FaultConfig, got {self.faults!r}")
         object.__setattr__(self, "inject", _checked_inject(self.inject))

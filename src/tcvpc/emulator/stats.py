@@ -52,7 +52,9 @@ class Stats:
         faults: Counter[str],
         tunnels: dict[str, int],
         deleted: int,
+        rate_limit: dict[str, object] | None = None,
     ) -> dict[str, object]:
+        """``rate_limit``: the server-side limiter's counts (ours and the stranger's)."""
         return {
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
             "requests_total": self.requests_total,
@@ -65,4 +67,5 @@ class Stats:
             },
             "tunnels": tunnels,
             "tunnels_deleted": deleted,
+            "rate_limit": rate_limit,
         }

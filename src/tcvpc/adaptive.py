@@ -1,0 +1,152 @@
+"""The adaptive rate: CUBIC (RFC 8312, as botocore's adaptive retry mode uses it) over the rate the
+server admits us. Pure functions and a small state object; no I/O, no clock of its own.
+
+After a throttle the rate drops to ``BETA * W_max``, where ``W_max`` is the rate the server
+*admitted* over the last second (not what we sent, not what we were allowed): that is the share
+the server gives us while someone else spends the rest. It then follows
+``W(t) = C * (t - K)**3 + W_max``: concave back up to ``W_max`` (``K`` seconds), flat near it,
+then convex, probing beyond it carefully, capped at twice the admitted rate. Each throttle
+re-measures ``W_max``, so a burst of throttles does not compound into a collapse; it keeps the
+rate near the share the server admits. Why these constants: ``benchmarks/b6_strangers.py``.
+
+The Redis limiter reimplements :func:`cubic_rate` in Lua; keep it pure and keep both in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["BETA", "MIN_RATE", "WINDOW", "AdaptiveRate", "C", "cubic_rate"]
+
+BETA = 0.95
+"""Multiplicative decrease: after a throttle, send at ``BETA`` times the admitted rate.
+
+botocore uses 0.7 over its *sent* rate; over the *admitted* rate a gentle cut is enough, because
+the admitted rate already is the share (B6 compares both)."""
+
+C = 1.6
+"""CUBIC scaling constant: how fast the curve climbs back and leaves the plateau at ``W_max``.
+
+Above botocore's 0.4 so the full rate returns soon after a stranger leaves; B6's constants table
+compares both."""
+
+MIN_RATE = 0.5
+"""Requests per second never go below this: one probe every two seconds finds a freed quota."""
+
+WINDOW = 1.0
+"""Seconds over which the admitted rate is measured: the server counts per second."""
+
+_MIN_SPAN = 0.1
+"""The shortest span an admitted rate is measured over (two answers 1 ms apart are no rate)."""
+
+
+def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = C) -> float:
+    """The CUBIC rate ``elapsed`` seconds after a throttle that measured ``w_max`` requests/s.
+
+    ``W(t) = c * (t - K)**3 + w_max`` with ``K = cbrt(w_max * (1 - beta) / c)``, so
+    ``W(0) = beta * w_max``, ``W(K) = w_max``. Unbounded above: callers cap it.
+    """
+    k = math.cbrt(w_max * (1.0 - beta) / c)
+    return c * (elapsed - k) ** 3 + w_max
+
+
+class AdaptiveRate:
+    """The state behind the adaptive rate of one budget; every method takes the current time.
+
+    ``max_rate`` is the strict limit: the rate never exceeds it. Until the first throttle (and
+    again once the curve has climbed back above ``max_rate``), the rate is ``max_rate``.
+    """
+
+    __slots__ = (
+        "_admitted",
+        "_beta",
+        "_c",
+        "_halved_at",
+        "_min_rate",
+        "_since",
+        "_throttled_at",
+        "_w_max",
+        "max_rate",
+    )
+
+    def __init__(
+        self,
+        max_rate: float,
+        *,
+        beta: float = BETA,
+        c: float = C,
+        min_rate: float = MIN_RATE,
+    ) -> None:
+        if not max_rate > 0:
+            raise ValueError(f"max_rate must be > 0, not {max_rate!r}")
+        if not 0 < beta < 1:
+            raise ValueError(f"beta must be in (0, 1), not {beta!r}")
+        if not c > 0:
+            raise ValueError(f"c must be > 0, not {c!r}")
+        self.max_rate = float(max_rate)
+        self._beta = beta
+        self._c = c
+        self._min_rate = min(min_rate, self.max_rate)
+        self._admitted: deque[float] = deque()
+        self._since = 0.0  # when the answers now in the window started coming
+        self._w_max = self.max_rate
+        self._throttled_at: float | None = None
+        self._halved_at = -math.inf
+
+    @property
+    def w_max(self) -> float | None:
+        """The admitted rate measured at the last throttle (``None``: not adapting)."""
+        return None if self._throttled_at is None else self._w_max
+
+    def admitted_rate(self, now: float) -> float:
+        """Answers admitted (not throttled) per second over the last :data:`WINDOW` seconds.
+
+        Over a shorter span when the answers started less than a window ago (a cold start is
+        not a slow rate); 0 when nothing was admitted in the window.
+        """
+        edge = now - WINDOW
+        admitted = self._admitted
+        while admitted and admitted[0] <= edge:
+            admitted.popleft()
+        if not admitted:
+            return 0.0
+        span = min(WINDOW, max(_MIN_SPAN, now - self._since))
+        return len(admitted) / span
+
+    def on_admitted(self, now: float) -> None:
+        """The server processed one of our requests (any answer but a throttle)."""
+        if not self._admitted or self._admitted[0] <= now - WINDOW:
+            self.admitted_rate(now)  # trims: the deque holds at most one window of answers
+            if not self._admitted:
+                self._since = now
+        self._admitted.append(now)
+
+    def on_throttled(self, now: float) -> None:
+        """The server throttled one of our requests: restart the curve from what it admits."""
+        admitted = self.admitted_rate(now)
+        if admitted > 0:
+            w_max = admitted
+        elif now - self._halved_at >= WINDOW:
+            # Nothing admitted lately tells us no share: halve what we were allowed, once per
+            # window, so a burst of throttles at a cold start does not halve ten times over.
+            w_max = self.rate(now) / 2
+            self._halved_at = now
+        else:
+            w_max = self._w_max
+        self._w_max = min(self.max_rate, max(self._min_rate, w_max))
+        self._throttled_at = now
+
+    def rate(self, now: float) -> float:
+        """Requests per second allowed now, in ``[min_rate, max_rate]``."""
+        if self._throttled_at is None:
+            return self.max_rate
+        w = cubic_rate(max(0.0, now - self._throttled_at), self._w_max, beta=self._beta, c=self._c)
+        if w > self._w_max:
+            # Probing beyond the share: no faster than twice what the server admits now (a
+            # client with little work must not earn a rate it never tried).
+            w = min(w, max(self._w_max, 2.0 * self.admitted_rate(now)))
+        if w >= self.max_rate:
+            self._throttled_at = None  # fully recovered: forget the share
+            return self.max_rate
+        return max(self._min_rate, w)

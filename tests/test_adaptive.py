@@ -1,0 +1,136 @@
+"""The adaptive rate as pure functions of time: no event loop, no sleeping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tcvpc.adaptive import BETA, MIN_RATE, AdaptiveRate, C, cubic_rate
+
+
+def admit_steadily(state: AdaptiveRate, rate: float, start: float, seconds: float) -> float:
+    """``rate`` admitted answers per second from ``start``; returns the time after the last."""
+    n = round(rate * seconds)
+    for i in range(n):
+        state.on_admitted(start + i / rate)
+    return start + n / rate
+
+
+def test_cubic_rate_starts_at_beta_and_reaches_w_max_at_k() -> None:
+    w_max = 60.0
+    k = math.cbrt(w_max * (1 - BETA) / C)
+    assert cubic_rate(0.0, w_max) == pytest.approx(BETA * w_max)
+    assert cubic_rate(k, w_max) == pytest.approx(w_max)
+    # Flat near W_max, then probing beyond it.
+    assert cubic_rate(k + 0.5, w_max) == pytest.approx(w_max + C * 0.125)
+    assert cubic_rate(k + 3, w_max) == pytest.approx(w_max + C * 27)
+    # botocore's constants give its documented curve: 0.7 x W_max at the throttle.
+    assert cubic_rate(0.0, 100.0, beta=0.7, c=0.4) == pytest.approx(70.0)
+
+
+@given(
+    w_max=st.floats(0.5, 1000),
+    beta=st.floats(0.3, 0.99),
+    c=st.floats(0.05, 4),
+    t=st.floats(0, 60),
+    dt=st.floats(0.001, 10),
+)
+def test_cubic_rate_never_decreases(
+    w_max: float, beta: float, c: float, t: float, dt: float
+) -> None:
+    assert cubic_rate(t + dt, w_max, beta=beta, c=c) >= cubic_rate(t, w_max, beta=beta, c=c) - 1e-9
+
+
+def test_full_rate_until_the_first_throttle() -> None:
+    state = AdaptiveRate(99.5)
+    assert state.rate(0.0) == 99.5
+    admit_steadily(state, 90, 0.0, 2.0)
+    assert state.rate(2.0) == 99.5
+    assert state.w_max is None
+
+
+def test_a_throttle_drops_to_beta_times_the_admitted_rate_then_returns_to_it() -> None:
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 60, 0.0, 3.0)
+    state.on_throttled(now)
+    assert state.w_max == pytest.approx(60, rel=0.02)
+    assert state.rate(now) == pytest.approx(BETA * 60, rel=0.02)
+    k = math.cbrt(60 * (1 - BETA) / C)
+    admit_steadily(state, 58, now, k)
+    assert state.rate(now + k) == pytest.approx(60, rel=0.02)
+
+
+def test_a_burst_of_throttles_does_not_compound() -> None:
+    """What the old pacer did (0.7x per throttle) would collapse; the admitted rate holds."""
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 60, 0.0, 3.0)
+    for i in range(20):
+        state.on_throttled(now + i * 0.005)
+    # 0.1 s without answers: the window admitted 54 (not 60), and 20 x 0.7 would be ~0.
+    assert state.rate(now + 0.1) == pytest.approx(BETA * 54, rel=0.05)
+
+
+def test_probing_beyond_w_max_is_capped_at_twice_the_admitted_rate() -> None:
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 40, 0.0, 2.0)
+    state.on_throttled(now)
+    # Long after, with only 10/s admitted now (little work), the curve would be at full rate.
+    later = now + 30
+    admit_steadily(state, 10, later - 1.0, 1.0)
+    assert state.rate(later) == pytest.approx(40, rel=0.05)  # max(W_max, 2 x 10)
+    admit_steadily(state, 35, later, 1.0)
+    assert state.rate(later + 1.0) == pytest.approx(70, rel=0.05)  # 2 x 35
+
+
+def test_recovers_to_the_strict_rate_and_forgets_the_share() -> None:
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 60, 0.0, 2.0)
+    state.on_throttled(now)
+    end = admit_steadily(state, 60, now, 10.0)
+    assert state.rate(end) == 99.5
+    assert state.w_max is None
+
+
+def test_nothing_admitted_halves_once_per_second_down_to_the_floor() -> None:
+    state = AdaptiveRate(99.5)
+    for i in range(50):  # a burst of throttles at a cold start: one halving, not fifty
+        state.on_throttled(i * 0.01)
+    assert state.w_max == pytest.approx(99.5 / 2)
+    assert state.rate(0.5) == pytest.approx(BETA * 99.5 / 2, rel=0.01)
+    for i in range(50, 1500):  # the server admits nothing for 15 s
+        state.on_throttled(i * 0.01)
+    assert state.w_max == MIN_RATE
+    assert state.rate(15.0) >= MIN_RATE
+
+
+def test_a_cold_start_is_not_a_slow_rate() -> None:
+    """30 answers in the first 0.3 s is 100/s, not 30/s."""
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 100, 0.0, 0.3)
+    state.on_throttled(now)
+    assert state.w_max == pytest.approx(99.5, rel=0.05)
+
+
+def test_never_above_the_strict_rate() -> None:
+    state = AdaptiveRate(20)
+    now = admit_steadily(state, 200, 0.0, 1.0)
+    state.on_throttled(now)
+    assert state.w_max == 20
+    assert all(state.rate(now + t / 10) <= 20 for t in range(200))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_rate": 0},
+        {"max_rate": 10, "beta": 1.0},
+        {"max_rate": 10, "beta": 0},
+        {"max_rate": 10, "c": 0},
+    ],
+)
+def test_rejects_bad_parameters(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        AdaptiveRate(**kwargs)
