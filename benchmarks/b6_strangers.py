@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import tempfile
 import time
@@ -376,6 +377,9 @@ def draw(results: Sequence[RunResult], path: Path) -> bool:
 
 def run(quick: bool = False) -> Report:
     s = QUICK if quick else FULL
+    # The job's deletion watcher polls without retries: its throttled polls (the stranger takes
+    # the Describe budget too) are logged as warnings, which would drown the progress lines.
+    logging.getLogger("tcvpc").setLevel(logging.ERROR)
     tunnels = tunnel_ids(-(-s.tunnels // PER_GATEWAY), PER_GATEWAY)[: s.tunnels]
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory() as tmp_name:
