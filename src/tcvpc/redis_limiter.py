@@ -67,6 +67,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from tcvpc import adaptive
 from tcvpc.endpoint import is_loopback
 from tcvpc.errors import QuotaBackendError
 from tcvpc.ratelimit import DEFAULT_RATE, Permit
@@ -83,8 +84,9 @@ __all__ = [
 
 logger = logging.getLogger("tcvpc.redis_limiter")
 
-# The CUBIC curve of the adaptive slow-down. Until tcvpc.adaptive (the in-process adaptive rate)
-# lands, the same constants and curve live here; reconcile them to one definition then.
+# The curve is tcvpc.adaptive's; the constants differ on purpose. Here W_max is the rate the fleet
+# *sent* (counted from its slots), as botocore measures it, so botocore's beta and C fit; the
+# in-process limiter measures what the server *admitted*, which allows a gentler cut.
 BETA = 0.7
 """Fraction of the measured rate the fleet drops to on a throttle."""
 C = 0.4
@@ -92,9 +94,8 @@ C = 0.4
 
 
 def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = C) -> float:
-    """``W(t) = c*(t-K)**3 + w_max`` with ``K = cbrt(w_max*(1-beta)/c)``: ``beta*w_max`` at 0."""
-    k = math.cbrt(w_max * (1.0 - beta) / c)
-    return c * (elapsed - k) ** 3 + w_max
+    """:func:`tcvpc.adaptive.cubic_rate` with the fleet's constants (the Lua script's twin)."""
+    return adaptive.cubic_rate(elapsed, w_max, beta=beta, c=c)
 
 
 _WINDOW_US = 1_000_000

@@ -286,8 +286,7 @@ def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None)
             endpoint=options.endpoint,
             retry_policy=job_retry_policy(),
             rate=options.rate,
-            # Until VpcClient takes the Limiters protocol (rate branch): then drop the ignore.
-            limiters=limiters,  # type: ignore[arg-type]
+            limiters=limiters,
             timeout=options.timeout,
         )
     except CredentialsNotFoundError as exc:
