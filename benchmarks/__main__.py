@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [b0 b1 b2 b3 b4 b5]``: run them (all when none is named)."""
+"""``python -m benchmarks [--quick] [b0 ... b7]``: run them (all when none is named)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from benchmarks import (
     b4_scale,
     b5_fleet,
     b6_strangers,
+    b7_gather,
 )
 from benchmarks.common import Report, save_results
 
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     "b4": lambda quick: b4_scale.run(quick=quick),
     "b5": lambda quick: b5_fleet.run(quick=quick),
     "b6": lambda quick: b6_strangers.run(quick=quick),
+    "b7": lambda quick: b7_gather.run(quick=quick),
 }
 
 
@@ -34,7 +36,8 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
 @click.option("--quick", is_flag=True, help="A short version of each (about five minutes in all).")
 def main(names: tuple[str, ...], quick: bool) -> None:
     """Run B0 (emulator), B1 (overhead), B2 (rate), B3 (cleanup), B4 (scale), B5 (fleet),
-    B6 (a stranger spends part of the quota).
+    B6 (a stranger spends part of the quota),
+    B7 (a gather of deletes, gateway lanes on and off).
 
     Tables are printed as markdown and saved with machine info under benchmarks/results/.
     """

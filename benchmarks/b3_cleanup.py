@@ -7,7 +7,13 @@ answer comes after ``stall_seconds``, shorter than either client's timeout):
 
 * ``tcvpc cleanup``: the command itself, in its own process, on a CSV of every tunnel;
 * ``users today``: the official async client with its ``StandardRetryer``, one delete per tunnel
-  in ``asyncio.gather`` behind ``asyncio.Semaphore(concurrency)``.
+  in ``asyncio.gather`` behind ``asyncio.Semaphore(concurrency)``;
+* ``careful user``: what a careful user writes today with the official async client: one loop
+  per gateway, each delete followed by polling ``DescribeVpnConnections`` until the tunnel is
+  gone, every request behind a correct ``aiolimiter.AsyncLimiter(1, 1/99)`` per action (at most
+  100 in any sliding second), every error retried after a pause a bounded number of times (so
+  each retry takes a token too), ``ResourceNotFound`` counted as gone, and a tunnel reported
+  deleted once Describe no longer lists it.
 
 Lower bound = max(requests needed / 100 per s, busiest gateway's serial time), where requests
 needed = tunnels / (1 - fault rate) (each faulted attempt must be repeated) and the serial time
@@ -33,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiolimiter import AsyncLimiter
 from tencentcloud.common import credential as sdk_credential
 from tencentcloud.common import retry_async as sdk_retry_async
 from tencentcloud.common.profile.client_profile import ClientProfile
@@ -174,6 +181,75 @@ def run_users_today(emu: EmulatorProcess, tunnels: Tunnels, s: Settings) -> Outc
     return Outcome("users today (SDK async + gather)", time.monotonic() - t0, reported)
 
 
+CAREFUL_ATTEMPTS = 10
+CAREFUL_PAUSE = 0.5
+CAREFUL_POLL = 0.2
+CAREFUL_WAIT = 120.0
+GONE_CODES = ("ResourceNotFound", "UnsupportedOperation.RecordNotExists")
+
+
+async def _careful_user(url: str, tunnels: Tunnels) -> dict[str, str]:
+    http = HttpProfile(protocol="http", endpoint=url.removeprefix("http://"), reqTimeout=30)
+    client = sdk_async.VpcClient(
+        sdk_credential.Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+        DEMO_REGION,
+        ClientProfile(httpProfile=http),
+    )
+    delete_limit, describe_limit = AsyncLimiter(1, 1 / 99), AsyncLimiter(1, 1 / 99)
+    reported: dict[str, str] = {}
+
+    async def delete(gateway: str, tunnel: str) -> str | None:
+        """Delete until accepted (or gone); ``None`` then, else the last error's code."""
+        code = "unknown"
+        for _ in range(CAREFUL_ATTEMPTS):
+            request = sdk_models.DeleteVpnConnectionRequest()
+            request.VpnGatewayId, request.VpnConnectionId = gateway, tunnel
+            try:
+                async with delete_limit:
+                    await client.DeleteVpnConnection(request)
+                return None
+            except Exception as exc:  # the careful user retries whatever went wrong
+                code = getattr(exc, "code", None) or type(exc).__name__
+                if code in GONE_CODES or code.endswith("DeleteVpnConnInvalidState"):
+                    return None  # gone, or DELETING after an attempt whose answer was lost
+            await asyncio.sleep(CAREFUL_PAUSE)
+        return code
+
+    async def gone(tunnel: str) -> bool:
+        request = sdk_models.DescribeVpnConnectionsRequest()
+        request.VpnConnectionIds = [tunnel]
+        try:
+            async with describe_limit:
+                answer = await client.DescribeVpnConnections(request)
+        except Exception as exc:
+            return getattr(exc, "code", None) in GONE_CODES
+        return not answer.VpnConnectionSet
+
+    async def gateway_loop(gateway: str, mine: list[str]) -> None:
+        for tunnel in mine:
+            failed = await delete(gateway, tunnel)
+            if failed is not None:
+                reported[tunnel] = f"failed:{failed}"
+                continue
+            deadline = time.monotonic() + CAREFUL_WAIT
+            while not (done := await gone(tunnel)) and time.monotonic() < deadline:
+                await asyncio.sleep(CAREFUL_POLL)
+            reported[tunnel] = "deleted" if done else "failed:still-there"
+
+    by_gateway: dict[str, list[str]] = {}
+    for gateway, tunnel in tunnels:
+        by_gateway.setdefault(gateway, []).append(tunnel)
+    async with client:
+        await asyncio.gather(*(gateway_loop(g, mine) for g, mine in by_gateway.items()))
+    return reported
+
+
+def run_careful_user(emu: EmulatorProcess, tunnels: Tunnels) -> Outcome:
+    t0 = time.monotonic()
+    reported = asyncio.run(asyncio.wait_for(_careful_user(emu.url, tunnels), 1800))
+    return Outcome("careful user (SDK async, loop per gateway)", time.monotonic() - t0, reported)
+
+
 @dataclass
 class ToolResult:
     tool: str
@@ -233,7 +309,7 @@ def run(quick: bool = False) -> Report:
     with tempfile.TemporaryDirectory(prefix="tcvpc-b3-") as tmp_name:
         tmp = Path(tmp_name)
         seed = write_seed_csv(tmp / "tunnels.csv", tunnels)
-        for tool in ("tcvpc", "users-today"):
+        for tool in ("tcvpc", "careful-user", "users-today"):
             with start_emulator(
                 seed_file=seed,
                 rate_limit=SERVER_RATE,
@@ -246,6 +322,8 @@ def run(quick: bool = False) -> Report:
             ) as emu:
                 if tool == "tcvpc":
                     outcome = run_tcvpc(emu, seed, tmp, s)
+                elif tool == "careful-user":
+                    outcome = run_careful_user(emu, tunnels)
                 else:
                     outcome = run_users_today(emu, tunnels, s)
                 stats = emu.stats()

@@ -38,6 +38,7 @@ from tcvpc.errors import (
     TokenExpiredError,
     TransportError,
 )
+from tcvpc.lanes import GatewayLanes, HoldEstimator
 from tcvpc.metadata import CvmRoleProvider
 from tcvpc.models import (
     DeleteOutcome,
@@ -98,6 +99,8 @@ __all__ = [
     "DescribeVpnConnectionsResponse",
     "EventLoopError",
     "GatewayBusyError",
+    "GatewayLanes",
+    "HoldEstimator",
     "InvalidStateError",
     "LimiterRegistry",
     "Limiters",

@@ -44,6 +44,7 @@ from tcvpc.errors import (
     ClientClosedError,
     DeadlineExceededError,
     EventLoopError,
+    GatewayBusyError,
     NotFoundError,
     QueueFullError,
     ResponseError,
@@ -53,6 +54,7 @@ from tcvpc.errors import (
     TokenExpiredError,
     is_throttle,
 )
+from tcvpc.lanes import GatewayLanes
 from tcvpc.models import (
     DeleteOutcome,
     DeleteResult,
@@ -201,6 +203,8 @@ class VpcClient:
     it fails at once with :class:`QueueFullError`. ``on_retry`` and ``on_call`` are plain
     functions called with a :class:`RetryEvent` before each retry and a :class:`CallEvent` when
     each call ends. ``unknown_outcomes`` remembers deletes sent without an answer (outcomes.py).
+    ``gateway_lanes``: deletes to one VPN gateway take turns in the client (lanes.py); ``False``
+    sends them at once, or pass a :class:`GatewayLanes` to share lanes between clients.
 
     A client belongs to the event loop it first runs in: create it inside that loop.
 
@@ -234,6 +238,7 @@ class VpcClient:
         trust_env: bool = True,
         ca_bundle: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        gateway_lanes: bool | GatewayLanes = True,
     ) -> None:
         resolved_region = (region or os.environ.get(ENV_REGION, "")).strip()
         if not resolved_region:
@@ -268,6 +273,13 @@ class VpcClient:
         self.limiters = limiters if limiters is not None else shared_limiters(rate)
         self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
         self.stats = ClientStats()
+        self.gateway_lanes: GatewayLanes | None = None
+        if isinstance(gateway_lanes, GatewayLanes):
+            self.gateway_lanes = gateway_lanes
+        elif gateway_lanes is True:
+            self.gateway_lanes = GatewayLanes()
+        elif gateway_lanes is not False:
+            raise TypeError("gateway_lanes must be True, False or a GatewayLanes")
         self._timeout = float(timeout)
         self._language = language
         self.max_waiting = max_waiting
@@ -804,22 +816,34 @@ class VpcClient:
         ``inferred=True``. That holds across calls too: the client remembers (bounded, see
         ``unknown_outcomes``) deletes it sent without learning their outcome, because their
         caller cancelled them, their deadline passed or their connection broke.
-        ``deadline``: seconds the whole call may take, limiter queueing included.
+        ``deadline``: seconds the whole call may take, limiter queueing included. With gateway
+        lanes (the default) the call first waits for its turn on its gateway (that counts too),
+        and a busy gateway is retried there (lanes.py).
         """
         _check_id("vpn_gateway_id", vpn_gateway_id)
         _check_id("vpn_connection_id", vpn_connection_id)
         self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
         params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
+        lanes = self.gateway_lanes
+        call = functools.partial(
+            self._call,
+            "DeleteVpnConnection",
+            params,
+            remember=tunnel,
+            quiet=(NotFoundError,) if lanes is None else (NotFoundError, GatewayBusyError),
+        )  # in a lane a busy gateway ends a round, not the call: the lane retries (on_retry)
         try:
-            response, attempts = await self._call(
-                "DeleteVpnConnection",
-                params,
-                retry_policy,
-                deadline=deadline,
-                remember=tunnel,
-                quiet=(NotFoundError,),
-            )
+            if lanes is None:
+                response, attempts = await call(retry_policy, deadline=deadline)
+            else:  # a turn in the gateway's lane, which retries a busy gateway itself
+                response, attempts = await lanes.run(
+                    (self._account, self.region, vpn_gateway_id),
+                    call,
+                    retry_policy or self.retry_policy,
+                    functools.partial(self._before_retry, "DeleteVpnConnection"),
+                    deadline=deadline,
+                )
         except NotFoundError as exc:
             # Both run: the memory forgets the tunnel whatever this call itself saw.
             remembered = self.unknown_outcomes.pop(tunnel)
