@@ -290,7 +290,7 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
             async for attempt in machinery.retrying():
                 with attempt:
                     pass
-            machinery.succeeded(1)
+            machinery.succeeded()
 
         async def acquire_release() -> None:
             (await limiter.acquire()).release()
