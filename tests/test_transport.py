@@ -43,6 +43,7 @@ from tcvpc import (
     RetryPolicy,
     TcvpcError,
     TransportError,
+    UntrustedCertificateError,
     VpcClient,
 )
 from tcvpc.emulator import DEMO_REGION, DEMO_SECRET_ID, DEMO_SECRET_KEY, Emulator, EmulatorConfig
@@ -476,7 +477,10 @@ async def test_tls_untrusted_without_it(ca: trustme.CA, monkeypatch: pytest.Monk
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     async with https_server(ca) as url, client_for(url) as client:
         exc = await failure_of(client)
-    assert type(exc) is TransportError
+    assert type(exc) is UntrustedCertificateError  # a TransportError of its own (issue 11)
+    assert isinstance(exc, TransportError)
+    assert exc.host == "127.0.0.1"
+    assert "verify failed" in exc.reason.lower()
     assert exc.outcome_unknown is False
     assert "TLS certificate" in str(exc)
     assert "not trusted" in str(exc)
@@ -504,7 +508,7 @@ async def test_tls_is_verified_even_through_a_caller_session(
         client_for(url, session=session) as client,
     ):
         exc = await failure_of(client)
-    assert type(exc) is TransportError
+    assert type(exc) is UntrustedCertificateError
     assert "not trusted" in str(exc)
 
 
@@ -525,7 +529,7 @@ async def test_the_client_against_the_emulator_over_tls(monkeypatch: pytest.Monk
             assert result.outcome is DeleteOutcome.DELETED
         async with VpcClient(credential, region=DEMO_REGION, endpoint=emu.url) as untrusting:
             exc = await failure_of(untrusting)
-            assert type(exc) is TransportError
+            assert type(exc) is UntrustedCertificateError
             assert "not trusted" in str(exc)
 
 

@@ -37,6 +37,7 @@ from tcvpc.errors import (
     ThrottledError,
     TokenExpiredError,
     TransportError,
+    UntrustedCertificateError,
 )
 from tcvpc.lanes import GatewayLanes, HoldEstimator
 from tcvpc.metadata import CvmRoleProvider
@@ -73,6 +74,7 @@ from tcvpc.transport import (
     Request,
     Response,
 )
+from tcvpc.verify import Whereabouts, WhereaboutsKind, locate_tunnels
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -135,11 +137,15 @@ __all__ = [
     "TunnelRef",
     "TunnelState",
     "UnknownOutcomes",
+    "UntrustedCertificateError",
     "VpcClient",
     "VpnConnection",
     "VpnConnectionDict",
+    "Whereabouts",
+    "WhereaboutsKind",
     "__version__",
     "default_credential",
     "default_provider",
+    "locate_tunnels",
     "shared_limiters",
 ]

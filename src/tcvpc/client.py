@@ -98,6 +98,16 @@ ENV_REGION = "TENCENTCLOUD_REGION"
 class ClientStats:
     """Counters for everything the client sent; read them for reports and metrics.
 
+    Each figure is counted in one place and means one thing:
+
+    * ``requests_sent`` / ``requests_by_action``: attempts put on the wire (retries included);
+    * ``throttled`` / ``throttled_by_action``: answers of the throttled kind
+      (:attr:`RetryKind.THROTTLED`: ``RequestLimitExceeded*``, ``LimitExceeded.ActionLimited``,
+      HTTP 429), whether or not the call then retried;
+    * ``retries_by_code`` / ``retries_by_action_code``: retries scheduled, by the code that
+      caused them (a call without retries, like the cleanup watcher's polls, adds none);
+    * ``errors_by_code``: every non-OK answer or transport failure, by code.
+
     ``requests_sent`` counts requests handed to the network (a call that waited for the limiter
     or its credentials and was cancelled there sent nothing and is not counted);
     ``requests_cancelled`` counts those of them whose caller gave up before the answer (the
@@ -108,7 +118,9 @@ class ClientStats:
     requests_by_action: Counter[str] = field(default_factory=Counter)
     errors_by_code: Counter[str] = field(default_factory=Counter)
     retries_by_code: Counter[str] = field(default_factory=Counter)
+    retries_by_action_code: Counter[tuple[str, str]] = field(default_factory=Counter)
     throttled: int = 0
+    throttled_by_action: Counter[str] = field(default_factory=Counter)
     requests_cancelled: int = 0
 
 
@@ -608,6 +620,7 @@ class VpcClient:
         code = _error_code(exc)
         request_id = exc.request_id if isinstance(exc, ApiError) else None
         self.stats.retries_by_code[code] += 1
+        self.stats.retries_by_action_code[action, code] += 1
         logger.debug(
             "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
             action,
@@ -737,7 +750,7 @@ class VpcClient:
             answer = await transport.send(request)
             return decode_response(action, answer.status, answer.headers, answer.body)
         except TcvpcError as exc:
-            self._count_error(exc)
+            self._count_error(action, exc)
             if isinstance(exc, SignatureExpiredError) and exc.server_date is not None:
                 self._clock_offset = exc.server_date.timestamp() - time.time()
                 logger.warning(
@@ -778,10 +791,11 @@ class VpcClient:
             headers["X-TC-Language"] = self._language
         return headers
 
-    def _count_error(self, exc: TcvpcError) -> None:
+    def _count_error(self, action: str, exc: TcvpcError) -> None:
         self.stats.errors_by_code[_error_code(exc)] += 1
         if is_throttle(exc):  # errors.py decides: throttle codes and HTTP 429 alike
             self.stats.throttled += 1
+            self.stats.throttled_by_action[action] += 1
 
     # -- typed actions ---------------------------------------------------------------------
 

@@ -74,6 +74,20 @@ class Endpoint:
         return Endpoint(url=f"{url.scheme}://{host_header}/", host_header=host_header)
 
 
+class InsecureEndpointError(ValueError):
+    """Plain ``http://`` to a host that is not loopback, without ``allow_insecure``.
+
+    Its own class so a CLI can name its own flag instead of the argument.
+    """
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(
+            f"endpoint {endpoint!r} uses plain http to a non-loopback host; use https, "
+            "or pass allow_insecure=True if you really mean it"
+        )
+        self.endpoint = endpoint
+
+
 def parse_endpoint(value: str | None, *, allow_insecure: bool = False) -> Endpoint:
     """Accept a bare host (``vpc.ap-guangzhou.tencentcloudapi.com``) or an http(s) URL.
 
@@ -98,10 +112,7 @@ def parse_endpoint(value: str | None, *, allow_insecure: bool = False) -> Endpoi
     if url.path not in ("", "/") or url.query_string or url.fragment:
         raise ValueError(f"endpoint {value!r}: API 3.0 endpoints take no path, query or fragment")
     if url.scheme == "http" and not is_loopback(url.host) and not allow_insecure:
-        raise ValueError(
-            f"endpoint {value!r} uses plain http to a non-loopback host; use https, "
-            "or pass allow_insecure=True if you really mean it"
-        )
+        raise InsecureEndpointError(value or "")
     host = f"[{url.host}]" if ":" in url.host else url.host
     host_header = host if url.is_default_port() else f"{host}:{url.port}"
     return Endpoint(url=f"{url.scheme}://{host_header}/", host_header=host_header)

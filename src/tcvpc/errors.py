@@ -64,6 +64,7 @@ __all__ = [
     "TcvpcError",
     "ThrottledError",
     "TransportError",
+    "UntrustedCertificateError",
     "api_error",
     "error_class_for",
     "is_throttle",
@@ -143,6 +144,20 @@ class TransportError(TcvpcError):
         super().__init__(message)
         self.action = action
         self.outcome_unknown = outcome_unknown
+
+
+class UntrustedCertificateError(TransportError):
+    """The server's TLS certificate is not trusted (a private CA, a wrong host): nothing sent.
+
+    Its own class so that a command line can name its own option (``--ca-bundle``) instead of
+    the library's argument; ``host``, ``port`` and ``reason`` say which certificate and why.
+    """
+
+    def __init__(self, message: str, *, action: str, host: str, port: int | None, reason: str):
+        super().__init__(message, action=action, outcome_unknown=False)
+        self.host = host
+        self.port = port
+        self.reason = reason
 
 
 class RequestTimeoutError(TransportError):

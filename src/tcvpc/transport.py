@@ -28,6 +28,7 @@ from tcvpc.errors import (
     ResponseTooLargeError,
     TcvpcError,
     TransportError,
+    UntrustedCertificateError,
 )
 
 __all__ = [
@@ -314,12 +315,14 @@ class AiohttpTransport:
                 outcome_unknown=True,
             )
         except aiohttp.ClientConnectorCertificateError as exc:
-            failure = TransportError(
+            failure = UntrustedCertificateError(
                 f"{request.label}: TLS certificate of {exc.host}:{exc.port} not trusted "
                 f"({exc.certificate_error}); pass ca_bundle= or set SSL_CERT_FILE "
                 "if it is signed by your own CA",
                 action=request.label,
-                outcome_unknown=False,
+                host=exc.host,
+                port=exc.port,
+                reason=str(exc.certificate_error),
             )
         except aiohttp.ClientSSLError as exc:
             failure = TransportError(

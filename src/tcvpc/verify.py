@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tcvpc.models import TunnelRef, TunnelState, VpnConnection
+from tcvpc.retry import RetryPolicy
 
 __all__ = ["Whereabouts", "WhereaboutsKind", "locate_tunnels"]
 
@@ -23,6 +24,7 @@ class _Describer(Protocol):
         *,
         vpn_connection_ids: Sequence[str] | None = None,
         filters: Mapping[str, Sequence[str]] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncIterator[VpnConnection]: ...
 
 
@@ -61,18 +63,27 @@ class Whereabouts:
         return self.kind is WhereaboutsKind.GONE
 
 
-async def locate_tunnels(client: _Describer, tunnels: Iterable[TunnelRef]) -> list[Whereabouts]:
+async def locate_tunnels(
+    client: _Describer,
+    tunnels: Iterable[TunnelRef],
+    *,
+    retry_policy: RetryPolicy | None = None,
+) -> list[Whereabouts]:
     """Look ``tunnels`` up by connection ID alone and say where each one really is.
 
     Uses the ``vpn-connection-id`` filter rather than ``VpnConnectionIds``: the API answers
     not-found for a whole ID list when one ID in it is unknown. The client splits the filter
     into API-sized queries. Errors (throttling beyond retries, auth) propagate: a lookup that
-    did not happen proves nothing.
+    did not happen proves nothing. ``retry_policy`` is passed to the Describe calls (default:
+    the client's).
     """
     refs = list(dict.fromkeys(tunnels))  # keep order, drop duplicates
     ids = list(dict.fromkeys(ref.vpn_connection_id for ref in refs))
     found: dict[str, VpnConnection] = {}
     if ids:
-        async for tunnel in client.describe_vpn_connections(filters={"vpn-connection-id": ids}):
+        listing = client.describe_vpn_connections(
+            filters={"vpn-connection-id": ids}, retry_policy=retry_policy
+        )
+        async for tunnel in listing:
             found[tunnel.vpn_connection_id] = tunnel
     return [Whereabouts(ref, found.get(ref.vpn_connection_id)) for ref in refs]

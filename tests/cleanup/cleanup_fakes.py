@@ -59,6 +59,7 @@ class FakeVpc:
         block: asyncio.Event | None = None,
         describe_block: asyncio.Event | None = None,
         fail_message: str = "boom",
+        not_found: Mapping[str, int] | None = None,
     ) -> None:
         self.tunnels = {r.vpn_connection_id: _Tunnel(r.vpn_gateway_id) for r in refs}
         self.delete_seconds = delete_seconds
@@ -69,6 +70,7 @@ class FakeVpc:
         self.block = block
         self.describe_block = describe_block
         self.fail_message = fail_message
+        self.not_found = dict(not_found or {})  # answer not-found this many times, tunnel or not
         self.mutex_until: dict[str, float] = {}
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight_per_gateway = 0
@@ -129,7 +131,10 @@ class FakeVpc:
             )
         self._expire()
         tunnel = self.tunnels.get(conn)
-        if tunnel is None or tunnel.gateway != gw:
+        stale = self.not_found.get(conn, 0) > 0
+        if stale:
+            self.not_found[conn] -= 1
+        if tunnel is None or tunnel.gateway != gw or stale:
             if missing_ok:
                 return DeleteResult(
                     ref, DeleteOutcome.ALREADY_GONE, rid, 1, error_code="ResourceNotFound"

@@ -37,15 +37,26 @@ CLI = (
 )
 
 
-def cli_env(tmp_path: Path, *, secret_key: str = DEMO_SECRET_KEY) -> dict[str, str]:
+def cli_env(
+    tmp_path: Path,
+    *,
+    secret_key: str = DEMO_SECRET_KEY,
+    secret_id: str = DEMO_SECRET_ID,
+    region: str = DEMO_REGION,
+) -> dict[str, str]:
+    """The CLI's environment: demo credentials and region (an empty value leaves one unset)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")}
     env.update(
         PYTHONPATH=os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p),
         HOME=str(tmp_path),
-        TENCENTCLOUD_SECRET_ID=DEMO_SECRET_ID,
-        TENCENTCLOUD_SECRET_KEY=secret_key,
-        TENCENTCLOUD_REGION=DEMO_REGION,
     )
+    for name, value in (
+        ("TENCENTCLOUD_SECRET_ID", secret_id),
+        ("TENCENTCLOUD_SECRET_KEY", secret_key),
+        ("TENCENTCLOUD_REGION", region),
+    ):
+        if value:
+            env[name] = value
     return env
 
 
@@ -66,6 +77,7 @@ async def start_cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=preexec_fn,
+        cwd=tmp_path,  # default journals (stdin, discovery) land here, not in the repository
     )
 
 

@@ -8,7 +8,12 @@ from collections.abc import Callable, Sequence
 import pytest
 from cleanup_fakes import FakeVpc, make_refs
 
-from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, job_retry_policy
+from tcvpc.cleanup.engine import (
+    CleanupEngine,
+    EngineConfig,
+    first_call_retry_policy,
+    job_retry_policy,
+)
 from tcvpc.cleanup.journal import Journal
 from tcvpc.errors import AuthError, SetupError, api_error
 from tcvpc.models import DeleteOutcome, DeleteResult, TunnelRef
@@ -127,11 +132,16 @@ async def test_a_bad_request_fails_only_its_tunnel(make_journal: MakeJournal) ->
 async def test_the_default_policy_leaves_invalid_state_to_the_engine(
     make_journal: MakeJournal,
 ) -> None:
-    refs = make_refs(1, 1)
+    refs = make_refs(1, 2)
     fake = FakeVpc(refs)
     await CleanupEngine(fake, make_journal(refs)).run()
-    assert fake.policies == [job_retry_policy()]
+    # The first delete, alone, gets a few quick tries; the rest the patient job policy.
+    assert fake.policies == [first_call_retry_policy(), job_retry_policy()]
     assert job_retry_policy().invalid_state.max_attempts == 1
+    assert first_call_retry_policy().invalid_state.max_attempts == 1
+    assert (
+        first_call_retry_policy().transient.max_attempts < job_retry_policy().transient.max_attempts
+    )
 
 
 async def test_failures_are_recorded_and_retried_by_a_rerun(make_journal: MakeJournal) -> None:

@@ -91,8 +91,11 @@ def test_journal_belongs_to_one_source(tmp_path: Path) -> None:
 def test_default_paths() -> None:
     assert str(default_journal_path("x/t.csv")) == "x/t.csv.journal.sqlite"
     assert default_journal_path("-").name.startswith("tcvpc-cleanup-stdin-")
+    # A discovery finds what exists now: each run gets a journal of its own (issue 11).
     a = default_journal_path("discover:gateway=a")
-    assert a == default_journal_path("discover:gateway=a") != default_journal_path("discover:b")
+    assert a.name.startswith("tcvpc-cleanup-discovery-")
+    assert a != default_journal_path("discover:gateway=a")
+    assert default_journal_path("-") != default_journal_path("-")
 
 
 def test_requeued_tunnel_waits_for_its_time(make_journal: MakeJournal) -> None:

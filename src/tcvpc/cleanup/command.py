@@ -9,9 +9,11 @@ together, and maps the result to the exit status:
 * 1: anything else (a tunnel failed, an invalid line, tunnels left pending);
 * 2: usage or configuration errors: bad flags, a missing or unreadable input (``--input -`` with
   stdin closed or on ``/dev/null``), no credentials, a report path that cannot be written, a
-  journal that belongs to another input or is held by another job; credentials the API rejects
-  (the job stops at the first ``AuthFailure`` instead of failing every tunnel); and a journal
-  that fails mid-run (disk full, read-only, corrupted: what was committed is kept);
+  journal that belongs to another input or is held by another job, an input whose earlier lines
+  changed or were removed since its journal took it in; credentials the API rejects (the job
+  stops at the first ``AuthFailure`` instead of failing every tunnel), an API that cannot be
+  reached (refused, DNS, TLS, a wrong endpoint: the tunnels stay pending); and a journal that
+  fails mid-run (disk full, read-only, corrupted: what was committed is kept);
 * 130: interrupted (Ctrl-C or SIGTERM), after the calls on the wire finished and the journal
   was flushed.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -30,23 +33,47 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from tcvpc.cleanup.engine import CleanupEngine, EngineConfig, Summary, job_retry_policy
-from tcvpc.cleanup.journal import Journal, JournalError, default_journal_path
+from tcvpc.cleanup.engine import (
+    CleanupEngine,
+    EngineConfig,
+    Summary,
+    first_call_retry_policy,
+    job_retry_policy,
+)
+from tcvpc.cleanup.journal import (
+    InputChangedError,
+    Journal,
+    JournalError,
+    default_journal_path,
+    default_report_path,
+)
 from tcvpc.cleanup.progress import show_progress, summary_table
 from tcvpc.cleanup.protocol import CleanupClient
 from tcvpc.cleanup.report import ReportError, ReportFile, open_report
 from tcvpc.cleanup.sources import (
     DEFAULT_MAX_LINE_BYTES,
     InputError,
+    LineDigests,
     SourceItem,
     discover,
     open_input,
     read_items,
 )
-from tcvpc.client import VpcClient
+from tcvpc.client import ENV_REGION, VpcClient
 from tcvpc.credentials import Credential
-from tcvpc.errors import CredentialsError, CredentialsNotFoundError, QuotaBackendError
+from tcvpc.endpoint import InsecureEndpointError
+from tcvpc.errors import (
+    AuthError,
+    CredentialsError,
+    CredentialsNotFoundError,
+    QuotaBackendError,
+    ResponseError,
+    TcvpcError,
+    TransportError,
+    UntrustedCertificateError,
+)
 from tcvpc.ratelimit import DEFAULT_RATE
 from tcvpc.regions import KNOWN_REGIONS, is_known_region
 
@@ -88,6 +115,8 @@ class CleanupOptions:
     endpoint: str | None = None
     journal: str | None = None
     report: str | None = None
+    default_report: bool = True
+    """Without ``report``, write one beside the journal (the demo's journal is temporary)."""
     rate: float = DEFAULT_RATE
     concurrency: int = 32
     per_gateway: int = 1
@@ -95,6 +124,8 @@ class CleanupOptions:
     wait: bool = False
     yes: bool = False
     any_region: bool = False
+    allow_insecure: bool = False
+    ca_bundle: str | None = None
     timeout: float = 30.0
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     credential: Credential | None = None
@@ -146,7 +177,13 @@ class CleanupOptions:
 @click.option("--vpc", "vpcs", multiple=True, metavar="ID", help="Discover in this VPC.")
 @click.option("--name-prefix", metavar="P", help="Discover tunnels whose name starts with P.")
 @click.option("--region", metavar="R", help="Region (default: TENCENTCLOUD_REGION).")
-@click.option("--endpoint", metavar="URL", help="API endpoint (default: the public one).")
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    envvar="TCVPC_ENDPOINT",
+    help="API endpoint, e.g. the URL `tcvpc emulator` prints [env TCVPC_ENDPOINT; "
+    "default: the public one].",
+)
 @click.option("--journal", metavar="PATH", help="SQLite journal (default: derived from input).")
 @click.option("--report", metavar="PATH", help="Write one record per tunnel (.csv for CSV).")
 @click.option(
@@ -190,6 +227,16 @@ class CleanupOptions:
     help="Share the account's rate with other jobs and services through this Redis "
     "(redis://, rediss://, unix://; env TCVPC_REDIS_URL).",
 )
+@click.option(
+    "--allow-insecure",
+    is_flag=True,
+    help="Allow a plain http:// --endpoint that is not on this machine (signed, not encrypted).",
+)
+@click.option(
+    "--ca-bundle",
+    metavar="FILE",
+    help="Trust the CAs in this PEM file for --endpoint (e.g. `tcvpc emulator --tls`'s CA).",
+)
 def cleanup_command(
     input_: str | None,
     gateways: tuple[str, ...],
@@ -208,11 +255,14 @@ def cleanup_command(
     yes: bool,
     any_region: bool,
     redis_url: str | None,
+    allow_insecure: bool,
+    ca_bundle: str | None,
 ) -> None:
     """Delete many VPN tunnels at the full allowed rate, crash-safe and resumable.
 
     Give the tunnels as a file (--input) or discover them (--gateway / --vpc / --name-prefix).
-    Rerunning with the same journal resumes: nothing known done is sent again.
+    Rerunning with the same journal resumes: nothing known done is sent again, lines
+    appended to the input are taken in, and an input whose earlier lines changed is refused.
     """
     if input_ is not None and (gateways or vpcs or name_prefix):
         raise click.UsageError("give --input or discovery filters (--gateway/--vpc/--name-prefix)")
@@ -238,6 +288,8 @@ def cleanup_command(
         yes=yes,
         any_region=any_region,
         redis_url=redis_url or None,
+        allow_insecure=allow_insecure,
+        ca_bundle=ca_bundle,
     )
     sys.exit(run_cleanup(options))
 
@@ -245,11 +297,11 @@ def cleanup_command(
 def run_cleanup(options: CleanupOptions, *, console: Console | None = None) -> int:
     """Run the whole command; returns the exit status."""
     out = console or Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines (grep, logs)
     try:
         return asyncio.run(cleanup(options, out, err))
     except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
+        _say(err, "interrupted")
         return EXIT_INTERRUPTED
 
 
@@ -258,8 +310,18 @@ async def cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
     try:
         return await _cleanup(options, out, err)
     except (_ConfigError, InputError, JournalError, ReportError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        _error(err, str(exc))
         return EXIT_CONFIG
+
+
+def _error(err: Console, message: str) -> None:
+    """Print an error line; the message is text, never markup (``[default]`` stays visible)."""
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+
+
+def _say(console: Console, message: str) -> None:
+    """Print a plain line that may hold paths or server text: escaped, never markup."""
+    console.print(escape(message), highlight=False)
 
 
 def _make_limiters(options: CleanupOptions, err: Console) -> RedisLimiterRegistry | None:
@@ -272,18 +334,25 @@ def _make_limiters(options: CleanupOptions, err: Console) -> RedisLimiterRegistr
         return RedisLimiterRegistry(
             options.redis_url,
             rate=options.rate,
-            on_wait=lambda event: err.print(str(event), highlight=False),
+            on_wait=lambda event: _say(err, str(event)),
         )
     except QuotaBackendError as exc:
         raise _ConfigError(str(exc)) from None
 
 
 def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None) -> VpcClient:
+    # The library's ValueErrors name its own arguments (region=, allow_insecure=True); the
+    # command checks the same things first and names its flags instead.
+    region = (options.region or os.environ.get(ENV_REGION, "")).strip()
+    if not region:
+        raise _ConfigError(f"no region: pass --region or set {ENV_REGION}")
     try:
         client = VpcClient(
             options.credential,
-            region=options.region,
+            region=region,
             endpoint=options.endpoint,
+            allow_insecure=options.allow_insecure,
+            ca_bundle=options.ca_bundle,
             retry_policy=job_retry_policy(),
             rate=options.rate,
             limiters=limiters,
@@ -291,8 +360,15 @@ def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None)
         )
     except CredentialsNotFoundError as exc:
         raise _ConfigError(str(exc)) from None
+    except InsecureEndpointError as exc:
+        raise _ConfigError(
+            f"--endpoint {exc.endpoint!r} uses plain http to a host that is not this machine; "
+            "use https, or pass --allow-insecure if you really mean it"
+        ) from None
     except ValueError as exc:
-        raise _ConfigError(str(exc)) from None
+        if options.ca_bundle is not None and options.ca_bundle in str(exc):
+            raise _ConfigError(f"--ca-bundle: {exc}") from None
+        raise _ConfigError(f"--endpoint: {exc}" if "endpoint" in str(exc) else str(exc)) from None
     if not (options.any_region or is_known_region(client.region)):
         raise _ConfigError(
             f"unknown region {client.region!r}; known regions: {', '.join(KNOWN_REGIONS)} "
@@ -301,9 +377,18 @@ def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None)
     return client
 
 
+def _journal_path(options: CleanupOptions) -> Path | None:
+    """Where the job's journal goes; ``None``: a dry run without ``--journal`` (a temporary one)."""
+    if options.journal:
+        return Path(options.journal)
+    if options.dry_run:
+        return None
+    return default_journal_path(_source_key(options))
+
+
 @contextlib.contextmanager
-def _open_journal(options: CleanupOptions, err: Console) -> Iterator[Journal]:
-    if options.dry_run and options.journal is None:
+def _open_journal(options: CleanupOptions, path: Path | None, err: Console) -> Iterator[Journal]:
+    if path is None:
         with tempfile.TemporaryDirectory(prefix="tcvpc-dry-run-") as tmp:
             journal = Journal(Path(tmp) / "dry-run.journal.sqlite")
             try:
@@ -311,14 +396,14 @@ def _open_journal(options: CleanupOptions, err: Console) -> Iterator[Journal]:
             finally:
                 journal.close()
         return
-    path = Path(options.journal) if options.journal else default_journal_path(_source_key(options))
     try:
         journal = Journal(path)
         journal.claim_source(options.source_id)
     except JournalError as exc:
         raise _ConfigError(str(exc)) from None
-    if options.input == "-" and options.journal is None:
-        err.print(f"journal: {path} (resume with --journal {path})", highlight=False)
+    if options.journal is None and (options.input is None or options.input == "-"):
+        # A per-run name (stdin, discovery): say it, or the run could not be resumed.
+        _say(err, f"journal: {path} (resume with --journal {path})")
     try:
         yield journal
     finally:
@@ -340,7 +425,7 @@ async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
         client = _make_client(options, limiters)
         if limiters is not None:
             await _check_quota_backend(limiters)  # before anything is sent
-        report = open_report(options.report) if options.report else None
+        journal_path = _journal_path(options)
         async with client:
             try:
                 credential = await client.check_credentials()  # CVM/TKE need the network
@@ -348,11 +433,17 @@ async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
                 raise _ConfigError(str(exc)) from None
             if limiters is not None:  # the default chain is a provider: name the fleet's account
                 limiters.use_account(credential.secret_id)
-            with _open_journal(options, err) as journal:
+            with _open_journal(options, journal_path, err) as journal:
+                # Opened once the journal's lock is ours (a second job on the same journal must
+                # not truncate the first one's report), and before any request to the API.
+                if options.report:
+                    report = open_report(options.report)
+                elif journal_path is not None and options.default_report:  # beside the journal
+                    report = open_report(default_report_path(journal_path))
                 status = await _with_journal(options, client, journal, stream, out, err)
                 if report is not None:
                     n = report.write(journal)
-                    err.print(f"report: {report.path} ({n} records)", highlight=False)
+                    _say(err, f"report: {report.path} ({n} records)")
                 return status
     finally:
         if report is not None:
@@ -379,33 +470,47 @@ async def _with_journal(
     out: Console,
     err: Console,
 ) -> int:
-    if journal.ingest_complete:
-        err.print(f"resuming from journal {journal.path}", highlight=False)
-    elif options.input is not None:
+    if options.input is not None:
         assert stream is not None
+        digests = LineDigests()
         try:
-            stats = await asyncio.to_thread(journal.ingest, _items_of(stream, options))
+            stats = await asyncio.to_thread(
+                journal.ingest, _items_of(stream, options, digests), digests=digests
+            )
         except InputError as exc:
             raise _ConfigError(str(exc)) from None
-        if stats.invalid:
-            err.print(f"{stats.invalid} invalid input line(s): see the report", highlight=False)
+        except InputChangedError as exc:
+            raise _ConfigError(
+                f"{exc}. A rerun takes in lines appended to the input, nothing else. To start "
+                f"afresh, pass --journal NEW (a new file), or delete {exc.journal} (and with "
+                "it the record of what earlier runs did)"
+            ) from None
+        if stats.known_lines:
+            _say(
+                err,
+                f"resuming from journal {journal.path}"
+                + (f": {stats.new_lines} new line(s) taken in" if stats.new_lines else ""),
+            )
+    elif journal.ingest_complete:
+        _say(err, f"resuming from journal {journal.path} (no new discovery)")
     else:
         await _discover_into(options, client, journal, err)
         if not options.dry_run and not options.yes:
             pending = journal.counts()["pending"]
             if pending and not _confirm(pending):
-                err.print("nothing deleted", highlight=False)
+                _say(err, "nothing deleted")
                 return EXIT_FAILED
 
     if options.dry_run:
         return _dry_run(journal, out)
     if journal.total_tunnels() == 0:
         invalid = journal.counts()["invalid"]
-        err.print(
+        _say(
+            err,
             "nothing to do: the input names no tunnel"
             + (f" ({invalid} invalid line(s))" if invalid else ""),
-            highlight=False,
         )
+        print_reasons(journal, err)
         return EXIT_FAILED if invalid else EXIT_OK
 
     config = EngineConfig(
@@ -414,12 +519,34 @@ async def _with_journal(
     engine = CleanupEngine(client, journal, config)
     summary = await _run_engine(engine, out, err)
     out.print(summary_table(summary))
-    return _exit_status(summary)
+    with contextlib.suppress(JournalError):  # a broken journal has been said already
+        print_reasons(journal, err)
+    return _exit_status(summary, journal, err)
 
 
-def _items_of(stream: BinaryIO, options: CleanupOptions) -> Iterator[SourceItem]:
+_SHOWN = 5
+
+
+def print_reasons(journal: Journal, err: Console) -> None:
+    """Why tunnels failed and which lines were invalid, on screen (bounded: the first few)."""
+    for f in journal.failure_codes(_SHOWN):
+        where = f"{f.tunnel.vpn_gateway_id}/{f.tunnel.vpn_connection_id}, " if f.tunnel else ""
+        example = f"{where}{f.message or 'no message'}"
+        _say(err, f"failed: {f.count} x {f.code}, e.g. line {f.line} ({example})")
+    invalid = journal.counts()["invalid"]
+    if invalid:
+        shown = journal.invalid_lines(_SHOWN)
+        more = f" (and {invalid - len(shown)} more)" if invalid > len(shown) else ""
+        _say(err, f"invalid: {invalid} input line(s){more}:")
+        for line, reason in shown:
+            _say(err, f"  line {line}: {reason}")
+
+
+def _items_of(
+    stream: BinaryIO, options: CleanupOptions, digests: LineDigests
+) -> Iterator[SourceItem]:
     try:
-        yield from read_items(stream, max_line_bytes=options.max_line_bytes)
+        yield from read_items(stream, max_line_bytes=options.max_line_bytes, digests=digests)
     except OSError as exc:
         raise InputError(f"error while reading input: {exc.strerror or exc}") from None
 
@@ -428,16 +555,41 @@ async def _discover_into(
     options: CleanupOptions, client: CleanupClient, journal: Journal, err: Console
 ) -> None:
     batch: list[SourceItem] = []
-    async for item in discover(
-        client, gateways=options.gateways, vpcs=options.vpcs, name_prefix=options.name_prefix
-    ):
-        batch.append(item)
-        if len(batch) >= _DISCOVERY_BATCH:
-            journal.ingest_batch(batch)
-            batch.clear()
+    items = discover(
+        client,
+        gateways=options.gateways,
+        vpcs=options.vpcs,
+        name_prefix=options.name_prefix,
+        retry_policy=first_call_retry_policy(),  # the job's first requests: fail fast
+    )
+    try:
+        async for item in items:
+            batch.append(item)
+            if len(batch) >= _DISCOVERY_BATCH:
+                journal.ingest_batch(batch)
+                batch.clear()
+    except TcvpcError as exc:  # nothing was deleted: say why discovery stopped, exit 2
+        raise _ConfigError(_discovery_failure(exc)) from None
     journal.ingest_batch(batch)
     journal.finish_ingest()
-    err.print(f"discovered {journal.total_tunnels()} tunnel(s)", highlight=False)
+    _say(err, f"discovered {journal.total_tunnels()} tunnel(s)")
+
+
+def _discovery_failure(exc: TcvpcError) -> str:
+    if isinstance(exc, UntrustedCertificateError):
+        return (
+            f"discovery cannot reach the API: the TLS certificate of {exc.host}:{exc.port} is "
+            f"not trusted ({exc.reason}); if it is signed by your own CA, pass --ca-bundle FILE "
+            "(or set SSL_CERT_FILE). Nothing was deleted"
+        )
+    if isinstance(exc, (TransportError, ResponseError)):
+        return (
+            f"discovery cannot reach the API: {exc}. Check --endpoint (https or http, host, "
+            "port) and the network. Nothing was deleted"
+        )
+    if isinstance(exc, AuthError):
+        return f"the API refused the job's credentials: {exc}. Nothing was deleted"
+    return f"discovery failed: {exc}. Nothing was deleted"
 
 
 def _confirm(pending: int) -> bool:
@@ -455,13 +607,13 @@ def _dry_run(journal: Journal, out: Console) -> int:
     for row in journal.rows():
         if row.outcome == "invalid":
             invalid += 1
-            out.print(f"line {row.line}: invalid: {row.message}", highlight=False)
+            _say(out, f"line {row.line}: invalid: {row.message}")
         elif row.outcome == "pending":
-            out.print(f"would delete {row.gateway}/{row.connection}", highlight=False)
-    out.print(
+            _say(out, f"would delete {row.gateway}/{row.connection}")
+    _say(
+        out,
         f"dry run: {counts['pending']} tunnel(s) would be deleted, {invalid} invalid line(s), "
         f"{journal.duplicates()} duplicate(s); nothing was sent",
-        highlight=False,
     )
     return EXIT_OK if invalid == 0 else EXIT_FAILED
 
@@ -476,10 +628,7 @@ async def _run_engine(engine: CleanupEngine, out: Console, err: Console) -> Summ
             if current is not None:
                 current.cancel()  # second Ctrl-C: stop waiting for the calls on the wire
             return
-        err.print(
-            "stopping: letting calls in flight finish (Ctrl-C again to quit now)",
-            highlight=False,
-        )
+        _say(err, "stopping: letting calls in flight finish (Ctrl-C again to quit now)")
         engine.stop()
 
     installed = []
@@ -499,12 +648,30 @@ async def _run_engine(engine: CleanupEngine, out: Console, err: Console) -> Summ
     return engine.summary()
 
 
-def _exit_status(summary: Summary) -> int:
-    if summary.fatal is not None:
-        Console(stderr=True).print(
-            f"[red]error:[/] the API refused the job's credentials or setup: {summary.fatal}",
-            highlight=False,
-        )
+def _exit_status(summary: Summary, journal: Journal, err: Console) -> int:
+    fatal = summary.fatal
+    if fatal is not None:
+        left = summary.counts.get("pending", 0)
+        if isinstance(fatal, UntrustedCertificateError):
+            _error(
+                err,
+                f"cannot reach the API, so the job stopped: the TLS certificate of "
+                f"{fatal.host}:{fatal.port} is not trusted ({fatal.reason}). If it is signed by "
+                "your own CA, pass --ca-bundle FILE (or set SSL_CERT_FILE). Nothing was marked "
+                f"failed; {left} tunnel(s) stay pending: rerun with --journal {journal.path} to "
+                "resume",
+            )
+        elif isinstance(fatal, (TransportError, ResponseError)):
+            _error(
+                err,
+                f"cannot reach the API, so the job stopped: {fatal}. Check --endpoint (https "
+                "or http, host, port) and the network. Nothing was marked failed; "
+                f"{left} tunnel(s) stay pending: rerun with --journal {journal.path} to resume",
+            )
+        elif isinstance(fatal, AuthError):
+            _error(err, f"the API refused the job's credentials: {fatal}")
+        else:
+            _error(err, f"the API refused the job's setup: {fatal}")
         return EXIT_CONFIG
     if summary.interrupted:
         return EXIT_INTERRUPTED

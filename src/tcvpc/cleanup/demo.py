@@ -123,10 +123,11 @@ async def _demo(
                 endpoint=emulator.url,
                 journal=str(Path(tmp) / "demo.journal.sqlite"),
                 report=report,
+                default_report=False,  # it would be deleted with the temporary journal
                 credential=Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
                 timeout=2.0,
             )
-            status = await cleanup(options, out, Console(stderr=True))
+            status = await cleanup(options, out, Console(stderr=True, soft_wrap=True))
         # The last deletes were accepted moments ago: give them their delete time to finish.
         for _ in range(int((delete_seconds + 2.0) / 0.05)):
             if not emulator.state.counts()["DELETING"]:

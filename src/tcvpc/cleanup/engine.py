@@ -22,6 +22,14 @@ engine's job is to always have a delete ready for the limiter and never waste on
   delete goes out alone; only after an answer does the engine open up to ``concurrency`` calls,
   so wrong credentials cost one request (plus whatever was already on the wire when an
   ``AuthError`` arrives later, e.g. a revoked key).
+* **"Gone" is verified.** A delete that answers not-found is looked up by connection ID
+  (:class:`~tcvpc.cleanup.verifier.NotFoundVerifier` batches the lookups) before the tunnel is
+  reported ``already_gone``: the API says not-found for a tunnel named with the wrong gateway too
+  (:meth:`CleanupEngine._on_not_found` has the rules).
+* **An API that cannot be reached stops the job.** The first delete gets a few quick tries
+  (:func:`first_call_retry_policy`); if it ends in a transport error or an answer that is not
+  the API's, or a later delete's every attempt failed to connect, the job stops with that error
+  as ``fatal`` and the tunnel back in the queue: nothing is marked failed that was never tried.
 * **Stopping.** :meth:`CleanupEngine.stop` (Ctrl-C) stops taking new work and lets the calls on
   the wire finish within ``drain_timeout``; whatever is cut off stays ``inflight`` in the journal,
   which turns it back into pending-with-unknown-outcome when it is closed.
@@ -42,9 +50,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
+from tcvpc.cleanup.codes import DELETE_NOT_CONFIRMED, NOT_FOUND_BUT_PRESENT, WRONG_GATEWAY
 from tcvpc.cleanup.gateways import Gateway, GatewayQueue
 from tcvpc.cleanup.journal import Journal, JournalError, PendingTunnel
 from tcvpc.cleanup.protocol import CleanupClient, HasClientStats
+from tcvpc.cleanup.verifier import NotFoundVerifier
 from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult
 from tcvpc.errors import (
     ApiError,
@@ -52,11 +62,14 @@ from tcvpc.errors import (
     CredentialsError,
     InvalidStateError,
     NotFoundError,
+    ResponseError,
     SetupError,
     TcvpcError,
+    TransportError,
 )
 from tcvpc.models import DeleteOutcome, DeleteResult, TunnelRef
 from tcvpc.retry import Backoff, RetryPolicy
+from tcvpc.verify import WhereaboutsKind
 
 __all__ = [
     "CleanupEngine",
@@ -64,6 +77,7 @@ __all__ = [
     "Progress",
     "Summary",
     "TunnelOutcome",
+    "first_call_retry_policy",
     "job_retry_policy",
 ]
 
@@ -81,6 +95,16 @@ def job_retry_policy() -> RetryPolicy:
         throttled=Backoff(0.25, 20.0, 20),
         invalid_state=Backoff(0.0, 0.0, 1),  # the engine's requeue is the better retry for it
     )
+
+
+def first_call_retry_policy() -> RetryPolicy:
+    """A few quick tries for the job's first delete, which goes out alone.
+
+    If it cannot reach the API at all (refused, DNS, TLS, an answer that is not the API's), the
+    job stops instead of spending the patient policy's minutes on every tunnel: a few tries
+    within seconds tell a dead or wrong endpoint from a blip.
+    """
+    return dataclasses.replace(job_retry_policy(), transient=Backoff(0.25, 2.0, 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +131,11 @@ class EngineConfig:
     """How long a deleted tunnel may stay ``DELETING`` before the watcher gives up."""
     first_look: float = 0.2
     """The watcher's first guess of the delete duration, before it has measured one."""
+    first_call_policy: RetryPolicy | None = field(default_factory=first_call_retry_policy)
+    """The first delete's retry policy (default: :func:`first_call_retry_policy`); ``None``
+    uses ``retry_policy``."""
+    verify_window: float = 0.05
+    """Seconds a not-found waits for others to share its lookup (:class:`NotFoundVerifier`)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.per_gateway < 1:
@@ -129,23 +158,47 @@ class TunnelOutcome:
     line: int | None = None
 
 
+def _rate(done_this_run: int, elapsed: float) -> float:
+    """The one definition of the job's rate: tunnels finished this run per second of this run."""
+    return done_this_run / elapsed if elapsed > 0 else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A live snapshot for progress displays."""
+    """A live snapshot for progress displays.
+
+    Job figures (``total``, ``done``, ``counts``) cover the whole journal, earlier runs
+    included; run figures (``done_this_run``, ``elapsed``, ``rate`` and the client's counters)
+    cover this process only, so a resumed job's rate is not inflated by earlier runs' work.
+    """
 
     total: int
     done: int
     counts: Mapping[str, int]
     requests_sent: int
     throttled: int
+    """Throttled answers this run, every action (see :class:`tcvpc.client.ClientStats`)."""
     retries: int
+    """Retries this run, every action and code."""
     requeued: int
     elapsed: float
+    done_this_run: int = 0
+
+    @property
+    def rate(self) -> float:
+        return _rate(self.done_this_run, self.elapsed)
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """The end of a run. ``counts`` covers the whole journal (earlier runs too)."""
+    """The end of a run.
+
+    Job figures: ``total``, ``counts`` (by outcome, ``pending`` for tunnels the job has not
+    finished: only when it stopped early), ``duplicates``; they cover the whole journal, earlier
+    runs too. Run figures: everything else (this process only). The client's counters
+    (``requests_*``, ``throttled*``, ``retries_*``) count every action: deletes, the watcher's
+    polls and the not-found lookups alike.
+    """
 
     total: int
     counts: Mapping[str, int]
@@ -156,15 +209,21 @@ class Summary:
     retries_by_code: Mapping[str, int]
     requeued: int
     describe_polls: int
+    """The watcher's answered polls (a part of the Describe requests)."""
     elapsed: float
     interrupted: bool
     fatal: TcvpcError | None = None
-    """An error that stopped the job (authentication)."""
+    """An error that stopped the job: authentication, setup, or an API it cannot reach."""
+    requests_by_action: Mapping[str, int] = field(default_factory=dict)
+    throttled_by_action: Mapping[str, int] = field(default_factory=dict)
+    retries_by_action_code: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    not_found_lookups: int = 0
+    """Batched lookups that verified not-found answers (each one or more Describe requests)."""
 
     @property
     def effective_rate(self) -> float:
-        """Tunnels finished per second in this run."""
-        return self.done_this_run / self.elapsed if self.elapsed > 0 else 0.0
+        """Tunnels finished per second in this run (the same figure as :attr:`Progress.rate`)."""
+        return _rate(self.done_this_run, self.elapsed)
 
     @property
     def ok(self) -> bool:
@@ -219,6 +278,7 @@ class CleanupEngine:
             estimator=DelayEstimator(initial=self.config.first_look),
             clock=clock,
         )
+        self._verifier = NotFoundVerifier(client, window=self.config.verify_window)
         self._run = _RunState()
         self._total = 0
         self._summary: Summary | None = None
@@ -276,6 +336,7 @@ class CleanupEngine:
             retries=sum(retries.values()),
             requeued=self._run.requeued,
             elapsed=self._clock() - self._run.started if self._run.started else 0.0,
+            done_this_run=self._run.done_this_run,
         )
 
     def summary(self) -> Summary:
@@ -292,8 +353,18 @@ class CleanupEngine:
             return s.requests_sent, s.throttled, dict(s.retries_by_code)
         return 0, 0, {}
 
+    def _by_action(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
+        """The client's per-action counters, when it has them (fakes may not)."""
+        s = self._client.stats if isinstance(self._client, HasClientStats) else None
+        return (
+            dict(getattr(s, "requests_by_action", {})),
+            dict(getattr(s, "throttled_by_action", {})),
+            dict(getattr(s, "retries_by_action_code", {})),
+        )
+
     def _make_summary(self) -> Summary:
         requests, throttled, retries = self._client_stats()
+        by_action, throttled_by_action, retries_by_action = self._by_action()
         try:
             total = self._journal.total_tunnels()
             counts: Mapping[str, int] = self._journal.counts()
@@ -313,6 +384,10 @@ class CleanupEngine:
             elapsed=(self._clock() - self._run.started) if self._run.started else 0.0,
             interrupted=self._stopping and self._fatal is None,
             fatal=self._fatal,
+            requests_by_action=by_action,
+            throttled_by_action=throttled_by_action,
+            retries_by_action_code=retries_by_action,
+            not_found_lookups=self._verifier.lookups,
         )
 
     async def _main(self) -> None:
@@ -331,6 +406,7 @@ class CleanupEngine:
                     watcher_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher_task
+                await self._verifier.aclose()
                 for task in list(self._tasks):
                     task.cancel()
                 if self._tasks:
@@ -386,7 +462,7 @@ class CleanupEngine:
                 break
             self._journal.mark_inflight(item.tunnel)
             gateways.take(gw)
-            task = asyncio.create_task(self._delete(gw, item, workers))
+            task = asyncio.create_task(self._delete(gw, item, workers, first=first))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
             if first:
@@ -417,24 +493,29 @@ class CleanupEngine:
 
     # -- one tunnel --------------------------------------------------------------------------
 
-    async def _delete(self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore) -> None:
+    async def _delete(
+        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore, *, first: bool
+    ) -> None:
         try:
-            await self._delete_one(gw, item, workers)
+            await self._delete_one(gw, item, workers, first=first)
         except JournalError as exc:
             self._journal_failed(exc)
 
     async def _delete_one(
-        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore
+        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore, *, first: bool
     ) -> None:
         ref = item.tunnel
         worker_held = True
+        policy = self.config.retry_policy
+        if first and self.config.first_call_policy is not None:
+            policy = self.config.first_call_policy
         try:
             try:
                 result = await self._client.delete_vpn_connection(
                     vpn_gateway_id=ref.vpn_gateway_id,
                     vpn_connection_id=ref.vpn_connection_id,
                     missing_ok=True,
-                    retry_policy=self.config.retry_policy,
+                    retry_policy=policy,
                 )
             except (AuthError, SetupError, CredentialsError) as exc:  # every other delete would too
                 self._fatal = self._fatal or exc
@@ -457,6 +538,14 @@ class CleanupEngine:
                     error_code=exc.code,
                 )
             except TcvpcError as exc:
+                if _cannot_reach_api(exc, first=first):  # every other delete would meet it too
+                    if _may_have_taken_effect(exc):
+                        self._journal.mark_unknown(ref)
+                    self._fatal = self._fatal or exc
+                    self._journal.unclaim(ref)  # never answered: it stays pending
+                    self._gateways.put_back(gw)
+                    self.stop()
+                    return
                 self._fail(item, exc)
                 return
             except Exception as exc:  # a bug must not lose the tunnel: record it as failed
@@ -493,7 +582,7 @@ class CleanupEngine:
             with contextlib.suppress(TcvpcError):
                 seen = await self._watcher.watch(item.tunnel)
         if seen is WatchResult.GONE:
-            self._record_gone(item, unknown, attempts, exc.code, exc.request_id)
+            self._record_gone(item, unknown, attempts, exc.request_id)
             return
         if item.requeues >= self.config.max_requeues:
             self._fail(item, exc)
@@ -505,16 +594,25 @@ class CleanupEngine:
         self._run.requeued += 1
         self._gateways.put_back(gw)
 
-    def _fail(self, item: PendingTunnel, exc: Exception) -> None:
-        if _may_have_taken_effect(exc):
+    def _fail(
+        self,
+        item: PendingTunnel,
+        exc: Exception,
+        *,
+        attempts: int | None = None,
+        context: str | None = None,
+    ) -> None:
+        if _may_have_taken_effect(exc) and context is None:  # a lookup deletes nothing
             self._journal.mark_unknown(item.tunnel)
         code = exc.code if isinstance(exc, ApiError) else type(exc).__name__
         message = exc.message if isinstance(exc, ApiError) else str(exc)
+        if context is not None:
+            message = f"{context} failed: {message}"
         request_id = exc.request_id if isinstance(exc, ApiError) else None
         self._record(
             item,
             DeleteOutcome.FAILED,
-            attempts=item.attempts + _attempts(exc),
+            attempts=item.attempts + _attempts(exc) if attempts is None else attempts,
             code=code,
             message=message,
             request_id=request_id,
@@ -523,17 +621,11 @@ class CleanupEngine:
     async def _on_result(self, gw: Gateway, item: PendingTunnel, result: DeleteResult) -> None:
         """Handle an answered delete; returns once the gateway's slot may be freed."""
         attempts = item.attempts + result.attempts
-        if result.outcome is DeleteOutcome.ALREADY_GONE:
-            self._record_gone(item, item.unknown, attempts, result.error_code, result.request_id)
-            return
-        if result.inferred:  # gone already: nothing holds the gateway
-            self._record(
-                item,
-                DeleteOutcome.DELETED,
-                attempts=attempts,
-                request_id=result.request_id,
-                inferred=True,
-            )
+        if result.outcome is DeleteOutcome.ALREADY_GONE or result.inferred:
+            # A not-found, which the client may already have read as "deleted" (inferred) after
+            # an attempt of unknown outcome: both claim "gone", so both are verified.
+            unknown = item.unknown or result.inferred
+            await self._on_not_found(gw, item, attempts, result.request_id, unknown=unknown)
             return
         since = self._clock()
         if not self.config.wait:
@@ -570,29 +662,115 @@ class CleanupEngine:
                     item,
                     DeleteOutcome.FAILED,
                     attempts=attempts,
-                    code="DeleteNotConfirmed",
+                    code=DELETE_NOT_CONFIRMED,
                     message=f"the tunnel did not disappear ({seen.value})",
                     request_id=result.request_id,
                 )
         finally:
             self._awaiting -= 1
 
+    async def _on_not_found(
+        self,
+        gw: Gateway,
+        item: PendingTunnel,
+        attempts: int,
+        request_id: str | None,
+        *,
+        unknown: bool,
+    ) -> None:
+        """The delete answered not-found: look the tunnel up by ID before believing it.
+
+        The API answers not-found for a real tunnel named with the wrong gateway too, so:
+
+        * no tunnel with this ID anywhere: gone (:meth:`_record_gone`: ``already_gone``, or
+          ``deleted`` inferred when an earlier attempt of ours may have acted);
+        * a tunnel with this ID under another gateway: ``failed`` with :data:`WRONG_GATEWAY`,
+          naming the gateway it is on. Nothing was deleted, and no earlier attempt on the named
+          gateway can have deleted it, whatever the unknown-outcome bit says;
+        * under the named gateway, ``DELETING``: someone's delete (perhaps an earlier attempt of
+          ours) is under way. Its gateway stays taken until the watcher sees it gone, which is
+          then recorded as gone (same rule); if it leaves ``DELETING`` alive, it is requeued;
+        * under the named gateway and not deleting: the not-found was wrong (a stale answer): it
+          is requeued and the delete sent again, up to ``max_requeues`` times, then ``failed``
+          with :data:`NOT_FOUND_BUT_PRESENT`.
+
+        A lookup that fails proves nothing: the tunnel is ``failed`` with the lookup's error (a
+        rerun retries it), or the job stops on an authentication error.
+        """
+        try:
+            where = await self._verifier.locate(item.tunnel)
+        except asyncio.CancelledError:  # the job is ending: the answer was known, not unknown
+            with contextlib.suppress(JournalError):
+                self._journal.unclaim(item.tunnel)
+            raise
+        except (AuthError, SetupError) as exc:
+            self._fatal = self._fatal or exc
+            self._journal.unclaim(item.tunnel)
+            self._gateways.put_back(gw)
+            self.stop()
+            return
+        except TcvpcError as exc:
+            self._fail(item, exc, attempts=attempts, context="the lookup verifying a not-found")
+            return
+        kind = where.kind
+        if kind is WhereaboutsKind.GONE:
+            self._record_gone(item, unknown, attempts, request_id)
+            return
+        if kind is WhereaboutsKind.ON_ANOTHER_GATEWAY:
+            assert where.found is not None
+            ref = item.tunnel
+            self._record(
+                item,
+                DeleteOutcome.FAILED,
+                attempts=attempts,
+                code=WRONG_GATEWAY,
+                message=(
+                    f"tunnel {ref.vpn_connection_id} is on gateway {where.found.vpn_gateway_id}, "
+                    f"not {ref.vpn_gateway_id}: nothing was deleted (fix the input line)"
+                ),
+                request_id=request_id,
+            )
+            return
+        if kind is WhereaboutsKind.DELETING and self.config.watch and not self._stopping:
+            seen: WatchResult | None = None
+            with contextlib.suppress(TcvpcError):
+                seen = await self._watcher.watch(item.tunnel)
+            if seen is WatchResult.GONE:
+                self._record_gone(item, unknown, attempts, request_id)
+                return
+        if item.requeues >= self.config.max_requeues:
+            self._record(
+                item,
+                DeleteOutcome.FAILED,
+                attempts=attempts,
+                code=NOT_FOUND_BUT_PRESENT,
+                message=(
+                    f"the delete answered not-found {item.requeues + 1} times, but the tunnel "
+                    f"is still on gateway {item.tunnel.vpn_gateway_id} ({kind.value})"
+                ),
+                request_id=request_id,
+            )
+            return
+        delay = min(self.config.requeue_cap, self.config.requeue_delay * 2**item.requeues)
+        self._journal.requeue(item.tunnel, time.time() + delay, attempts)
+        self._run.requeued += 1
+        self._gateways.put_back(gw)
+
     def _record_gone(
         self,
         item: PendingTunnel,
         unknown: bool,
         attempts: int,
-        code: str | None,
         request_id: str | None,
     ) -> None:
         """The tunnel is gone: ``deleted`` if an attempt of ours may have acted, else
         ``already_gone``. An accepted delete (``--wait``) did act; an unknown outcome is inferred.
+        Neither carries an error code: the not-found that led here is not a failure.
         """
         self._record(
             item,
             DeleteOutcome.DELETED if unknown or item.accepted else DeleteOutcome.ALREADY_GONE,
             attempts=attempts,
-            code=code,
             request_id=request_id,
             inferred=unknown and not item.accepted,
         )
@@ -637,6 +815,19 @@ def _attempts(exc: BaseException) -> int:
     """Attempts the client made before giving up (it may say; otherwise at least one)."""
     n = getattr(exc, "attempts", None)
     return n if isinstance(n, int) and n > 0 else 1
+
+
+def _cannot_reach_api(exc: TcvpcError, *, first: bool) -> bool:
+    """Whether a delete's error means the API cannot be reached at all (stop the job).
+
+    The first delete (after its few quick tries): any error that is not an API answer, i.e. the
+    connection failed (refused, DNS, TLS) or something else answered (http/https mixed up, a
+    web server or proxy at the endpoint). Later deletes, after their patient retries: only a
+    connection that could not be opened, as the first delete proved the endpoint right.
+    """
+    if first:
+        return isinstance(exc, (TransportError, ResponseError))
+    return isinstance(exc, TransportError) and not exc.outcome_unknown
 
 
 def _may_have_taken_effect(exc: BaseException) -> bool:

@@ -36,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import socket
 import sqlite3
 import time
@@ -45,17 +46,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tcvpc.cleanup.sources import InvalidLine, SourceItem, TunnelLine
+from tcvpc.cleanup.sources import InvalidLine, LineDigests, SourceItem, TunnelLine
 from tcvpc.models import DeleteOutcome, TunnelRef
 
 __all__ = [
+    "FailureCode",
     "IngestStats",
+    "InputChangedError",
     "Journal",
     "JournalBusyError",
     "JournalError",
     "JournalRow",
     "PendingTunnel",
     "default_journal_path",
+    "default_report_path",
 ]
 
 SCHEMA_VERSION = "1"
@@ -84,6 +88,7 @@ CREATE TABLE IF NOT EXISTS invalid (line INTEGER PRIMARY KEY, reason TEXT NOT NU
 CREATE TABLE IF NOT EXISTS duplicates (
     line INTEGER PRIMARY KEY, gw TEXT NOT NULL, conn TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS input_lines (line INTEGER PRIMARY KEY, digest BLOB NOT NULL);
 """
 
 _INGEST_BATCH = 5000
@@ -99,6 +104,32 @@ class JournalError(Exception):
 
 class JournalBusyError(JournalError):
     """Another job holds the journal (its lock file is locked)."""
+
+
+_SHOWN_LINES = 5
+
+
+class InputChangedError(JournalError):
+    """The input is not the one the journal took in: lines were changed or removed.
+
+    Appended lines are not a change (they are taken in). Nothing of the new input was ingested.
+    """
+
+    def __init__(self, journal: Path, changed: list[int], changed_count: int, removed: int):
+        self.journal = journal
+        self.changed = changed
+        """The first few changed line numbers (at most five)."""
+        self.changed_count = changed_count
+        self.removed = removed
+        parts = []
+        if changed_count:
+            shown = ", ".join(str(n) for n in changed)
+            hidden = changed_count - len(changed)
+            more = f" and {hidden} more" if hidden else ""
+            parts.append(f"line{'s' if changed_count > 1 else ''} {shown}{more} changed")
+        if removed:
+            parts.append(f"{removed} line{'s' if removed > 1 else ''} removed")
+        super().__init__(f"the input is not what journal {journal} took in: {'; '.join(parts)}")
 
 
 _PRIVATE = 0o600  # journal, its -wal/-shm (SQLite copies the file's mode), lock, report
@@ -163,6 +194,10 @@ class IngestStats:
     tunnels: int
     invalid: int
     duplicates: int
+    known_lines: int = 0
+    """Lines an earlier run had taken in (checked unchanged, not ingested again)."""
+    new_lines: int = 0
+    """Lines taken in by this ingest (appended ones, on a rerun)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +212,17 @@ class PendingTunnel:
     """An earlier attempt may have deleted it: a ``ResourceNotFound`` now means *deleted*."""
     accepted: bool
     """An earlier attempt was acknowledged (``--wait`` was waiting for it to disappear)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCode:
+    """One code among the job's failures, for the screen: how many, and one example."""
+
+    code: str
+    count: int
+    line: int
+    tunnel: TunnelRef | None
+    message: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,18 +241,25 @@ class JournalRow:
 
 
 def default_journal_path(source: str) -> Path:
-    """``FILE.journal.sqlite`` beside a file; a per-run name for stdin; a digest for discovery.
+    """``FILE.journal.sqlite`` beside a file; a per-run name for stdin and for discovery.
 
-    stdin cannot be read twice, so its journal name is unique per run and the command prints it
-    (resume with ``--journal``). Discovery's name is a digest of the filters, so running the same
-    command again resumes.
+    stdin cannot be read twice, and a discovery finds what exists *now* (a repeated discovery
+    must not resume an earlier, perhaps refused, run's list), so their journal names are unique
+    per run and the command prints them (resume with ``--journal``).
     """
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     if source == "-":
-        return Path(f"tcvpc-cleanup-stdin-{time.strftime('%Y%m%d-%H%M%S')}.journal.sqlite")
+        return Path(f"tcvpc-cleanup-stdin-{stamp}.journal.sqlite")
     if source.startswith("discover:"):
-        digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-        return Path(f"tcvpc-cleanup-{digest}.journal.sqlite")
+        digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+        return Path(f"tcvpc-cleanup-discovery-{digest}-{stamp}.journal.sqlite")
     return Path(source + ".journal.sqlite")
+
+
+def default_report_path(journal: str | Path) -> Path:
+    """The report's path when none is given: beside the journal, ``NAME.report.jsonl``."""
+    path = Path(journal)
+    return path.with_name(path.name.removesuffix(".sqlite") + ".report.jsonl")
 
 
 class Journal:
@@ -343,12 +396,26 @@ class Journal:
     def ingest_complete(self) -> bool:
         return self.get_meta("ingest_complete") == "1"
 
-    def ingest(self, items: Iterable[SourceItem], batch: int = _INGEST_BATCH) -> IngestStats:
+    def ingest(
+        self,
+        items: Iterable[SourceItem],
+        batch: int = _INGEST_BATCH,
+        *,
+        digests: LineDigests | None = None,
+    ) -> IngestStats:
         """Insert items in batched transactions; idempotent (a crashed ingest is just redone).
 
         Duplicates are detected by the primary key; a re-read of the same line is not a duplicate
         (the row remembers the line that introduced it).
+
+        With ``digests`` (fed by :func:`~tcvpc.cleanup.sources.read_items`), the journal is bound
+        to what the input holds, line by line: lines it took in before must be unchanged (their
+        items are not ingested again), lines after them are new and taken in, and a changed or
+        missing line raises :class:`InputChangedError` with nothing of the new input ingested.
+        The comparison streams (one batch of stored digests at a time): memory stays flat.
         """
+        if digests is not None:
+            return self._ingest_bound(items, batch, digests)
         tunnels = invalid = duplicates = 0
         pending: list[SourceItem] = []
 
@@ -368,20 +435,85 @@ class Journal:
         self.finish_ingest()
         return IngestStats(tunnels, invalid, duplicates)
 
+    def known_lines(self) -> int:
+        """How many input lines the journal has taken in (with their digests)."""
+        row = self._one("SELECT COALESCE(MAX(line), 0) FROM input_lines")
+        return 0 if row is None else int(row[0])
+
+    def _ingest_bound(
+        self, items: Iterable[SourceItem], batch: int, digests: LineDigests
+    ) -> IngestStats:
+        known = self.known_lines()
+        tunnels = invalid = duplicates = 0
+        changed: list[int] = []
+        changed_count = 0
+        pending: list[SourceItem] = []
+
+        def flush() -> None:
+            nonlocal tunnels, invalid, duplicates, changed_count
+            lines = digests.take()
+            old = [(n, d) for n, d in lines if n <= known]
+            if old:
+                stored = dict(
+                    self._all(
+                        "SELECT line, digest FROM input_lines WHERE line BETWEEN ? AND ?",
+                        (old[0][0], old[-1][0]),
+                    )
+                )
+                for n, d in old:
+                    if stored.get(n) != d:
+                        changed_count += 1
+                        if len(changed) < _SHOWN_LINES:
+                            changed.append(n)
+            new_items = [item for item in pending if item.line > known]
+            pending.clear()
+            if changed_count:
+                return  # the input is refused: take nothing of it in
+            new = [(n, d) for n, d in lines if n > known]
+            t, i, dup = self.ingest_batch(new_items, new)
+            tunnels += t
+            invalid += i
+            duplicates += dup
+
+        for item in items:
+            pending.append(item)
+            if len(pending) >= batch:
+                flush()
+        flush()
+        removed = max(0, known - digests.count)
+        if changed_count or removed:
+            raise InputChangedError(self.path, changed, changed_count, removed)
+        self.finish_ingest()
+        return IngestStats(
+            tunnels,
+            invalid,
+            duplicates,
+            known_lines=known,
+            new_lines=digests.count - known,
+        )
+
     def finish_ingest(self) -> None:
         """Mark the input as fully read: a resume then does not read it again."""
         self.set_meta("ingest_complete", "1")
 
-    def ingest_batch(self, items: list[SourceItem]) -> tuple[int, int, int]:
+    def ingest_batch(
+        self, items: list[SourceItem], lines: list[tuple[int, bytes]] | None = None
+    ) -> tuple[int, int, int]:
         """Insert one batch in one transaction; ``(new tunnels, invalid, duplicates)``.
 
         :meth:`ingest` batches a stream; discovery (an async stream) calls this directly.
+        ``lines``: the batch's ``(line, digest)`` pairs, committed with its items.
         """
-        if not items:
+        if not items and not lines:
             return 0, 0, 0
         tunnels = invalid = duplicates = 0
         self._execute("BEGIN IMMEDIATE")
         try:
+            for number, digest in lines or ():
+                self._execute(
+                    "INSERT OR REPLACE INTO input_lines (line, digest) VALUES (?, ?)",
+                    (number, digest),
+                )
             for item in items:
                 if isinstance(item, InvalidLine):
                     self._execute(
@@ -539,6 +671,42 @@ class Journal:
 
     def duplicates(self) -> int:
         return self._count("duplicates")
+
+    def failure_codes(self, limit: int = 5) -> list[FailureCode]:
+        """The most frequent codes of ``failed`` tunnels, each with its first example."""
+        out = []
+        for code, n, line in list(
+            self._all(
+                "SELECT code, COUNT(*), MIN(line) FROM tunnels "
+                "WHERE state = 'done' AND outcome = 'failed' GROUP BY code "
+                "ORDER BY 2 DESC, 1 LIMIT ?",
+                (limit,),
+            )
+        ):
+            example = self._one(
+                "SELECT gw, conn, message FROM tunnels WHERE line = ? AND outcome = 'failed'",
+                (line,),
+            )
+            gw, conn, message = example if example is not None else (None, None, None)
+            out.append(
+                FailureCode(
+                    code=str(code or "unknown"),
+                    count=int(n),
+                    line=int(line),
+                    tunnel=TunnelRef(str(gw), str(conn)) if gw is not None else None,
+                    message=message,
+                )
+            )
+        return out
+
+    def invalid_lines(self, limit: int = 5) -> list[tuple[int, str]]:
+        """The first ``limit`` invalid lines: ``(line, reason)``."""
+        return [
+            (int(line), str(reason))
+            for line, reason in self._all(
+                "SELECT line, reason FROM invalid ORDER BY line LIMIT ?", (limit,)
+            )
+        ]
 
     def total_tunnels(self) -> int:
         return self._count("tunnels")

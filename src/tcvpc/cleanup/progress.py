@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import IO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from tcvpc.cleanup.engine import CleanupEngine, Summary
 from tcvpc.cleanup.engine import Progress as EngineProgress
+from tcvpc.errors import ApiError
 
 __all__ = ["format_counts", "show_progress", "summary_table"]
 
@@ -74,17 +76,12 @@ async def _bar(engine: CleanupEngine, console: Console) -> AsyncIterator[None]:
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("cleanup", total=None, rate=0.0, counts="")
-        start_done: int | None = None
 
         async def refresh() -> None:
-            nonlocal start_done
             while True:
                 p = engine.progress()
-                if start_done is None and p.total:
-                    start_done = p.done
-                rate = (p.done - (start_done or 0)) / p.elapsed if p.elapsed > 0 else 0.0
                 bar.update(
-                    task, total=p.total, completed=p.done, rate=rate, counts=format_counts(p)
+                    task, total=p.total, completed=p.done, rate=p.rate, counts=format_counts(p)
                 )
                 await asyncio.sleep(0.2)
 
@@ -106,10 +103,9 @@ async def _lines(engine: CleanupEngine, out: IO[str], interval: float) -> AsyncI
             await asyncio.sleep(interval)
             p = engine.progress()
             pct = 100.0 * p.done / p.total if p.total else 100.0
-            rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
             out.write(
-                f"cleanup: {p.done}/{p.total} ({pct:.1f}%) in {p.elapsed:.0f}s, "
-                f"{rate:.1f}/s; {format_counts(p)}\n"
+                f"cleanup: {p.done}/{p.total} ({pct:.1f}%) of the job; this run: "
+                f"{p.done_this_run} in {p.elapsed:.0f}s, {p.rate:.1f}/s; {format_counts(p)}\n"
             )
             out.flush()
 
@@ -123,28 +119,45 @@ async def _lines(engine: CleanupEngine, out: IO[str], interval: float) -> AsyncI
 
 
 def summary_table(summary: Summary, *, title: str = "tcvpc cleanup") -> Table:
-    """The end-of-run table (outcomes, requests, throttling, retries by code, timing)."""
+    """The end-of-run table; every figure is documented once, in the README ("Display").
+
+    Rows under "job" cover the whole journal (earlier runs too); rows under "this run" cover
+    this process. Requests, throttled answers and retries are split by action, so the
+    throttled count and the throttle retries can be compared line by line.
+    """
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     c = summary.counts
-    table.add_row("tunnels", str(summary.total))
+    table.add_row("job: tunnels", str(summary.total))
     for key in ("deleted", "already_gone", "failed", "invalid", "pending"):
         if key in ("deleted", "already_gone") or c.get(key):
             table.add_row(f"  {key}", str(c.get(key, 0)))
     if summary.duplicates:
-        table.add_row("duplicate lines (deleted once)", str(summary.duplicates))
-    table.add_row("requests sent", str(summary.requests_sent))
-    table.add_row("  of which describe (watching)", str(summary.describe_polls))
-    table.add_row("throttled", str(summary.throttled))
+        table.add_row("  duplicate lines (deleted once)", str(summary.duplicates))
+    table.add_row("this run: tunnels finished", str(summary.done_this_run))
+    table.add_row("  requests sent", str(summary.requests_sent))
+    for action, n in sorted(summary.requests_by_action.items()):
+        table.add_row(f"    {action}", str(n))
+    table.add_row("  throttled answers", str(summary.throttled))
+    for action, n in sorted(summary.throttled_by_action.items()):
+        table.add_row(f"    {action}", str(n))
+    retries = sum(summary.retries_by_code.values())
+    table.add_row("  retries", str(retries))
+    by_action = summary.retries_by_action_code
+    for (action, code), n in sorted(by_action.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(f"    {action} after {escape(code)}", str(n))
+    if not by_action:  # a client that counts retries by code only
+        for code, n in sorted(summary.retries_by_code.items(), key=lambda kv: -kv[1]):
+            table.add_row(f"    after {escape(code)}", str(n))
     if summary.requeued:
-        table.add_row("requeued (tunnel mid-task)", str(summary.requeued))
-    for code, n in sorted(summary.retries_by_code.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"retries: {code}", str(n))
-    table.add_row("elapsed", f"{summary.elapsed:.1f} s")
-    table.add_row("effective rate", f"{summary.effective_rate:.1f} tunnels/s")
+        table.add_row("  requeued (tunnel mid-task)", str(summary.requeued))
+    table.add_row("  elapsed", f"{summary.elapsed:.1f} s")
+    table.add_row("  rate", f"{summary.effective_rate:.1f} tunnels/s")
     if summary.interrupted:
         table.add_row("status", "[yellow]interrupted")
     if summary.fatal is not None:
-        table.add_row("stopped by", f"[red]{summary.fatal}")
+        fatal = summary.fatal  # its code here; the whole message is printed below the table
+        label = fatal.code if isinstance(fatal, ApiError) else type(fatal).__name__
+        table.add_row("stopped by", f"[red]{escape(label)}")
     return table

@@ -23,6 +23,7 @@ unreadable file is an :class:`InputError` the command turns into exit status 2.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -41,6 +42,7 @@ from tcvpc.models import (
     looks_like_connection_id,
     looks_like_gateway_id,
 )
+from tcvpc.retry import RetryPolicy
 
 __all__ = [
     "CONNECTION_COLUMN",
@@ -48,6 +50,7 @@ __all__ = [
     "GATEWAY_COLUMN",
     "InputError",
     "InvalidLine",
+    "LineDigests",
     "SourceItem",
     "TunnelLine",
     "discover",
@@ -159,37 +162,86 @@ class _Unreadable:
     reason: str
 
 
+class LineDigests:
+    """One digest per physical input line, in order: what a journal binds a rerun to.
+
+    :func:`read_items` feeds it as lines stream by (a line's digest is added before the line's
+    item is yielded, an over-long line is hashed as it is skipped), and the journal takes the
+    digests in batches (:meth:`take`), so memory stays bounded. A digest covers the line's bytes
+    without its ``\\n``: a last line that gains its newline is unchanged, one that gains text is
+    changed.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        """Lines seen so far (the last digest's line number)."""
+        self._pending: list[tuple[int, bytes]] = []
+
+    @staticmethod
+    def new_hash() -> hashlib.blake2b:
+        return hashlib.blake2b(digest_size=16)
+
+    def add(self, digest: bytes) -> None:
+        self.count += 1
+        self._pending.append((self.count, digest))
+
+    def take(self) -> list[tuple[int, bytes]]:
+        """``(line, digest)`` pairs added since the last call."""
+        taken, self._pending = self._pending, []
+        return taken
+
+
 def read_items(
-    stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    stream: BinaryIO,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    digests: LineDigests | None = None,
 ) -> Iterator[SourceItem]:
     """Stream the items of a binary input; any bytes give items or invalid lines, never a crash.
 
     Only ``OSError`` from the stream itself escapes (the rest of the input cannot be read).
+    ``digests`` receives a digest of every line (blank and comment lines too) as it is read.
     """
     if max_line_bytes < 1:
         raise ValueError("max_line_bytes must be >= 1")
-    return _parse(_decode(_raw_lines(stream, max_line_bytes), max_line_bytes))
+    return _parse(_decode(_raw_lines(stream, max_line_bytes, digests), max_line_bytes))
 
 
-def _raw_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+def _raw_lines(
+    stream: BinaryIO, limit: int, digests: LineDigests | None = None
+) -> Iterator[bytes | None]:
     """Lines without their ``\\n``; ``None`` for a line over ``limit`` bytes (never kept whole)."""
     read = getattr(stream, "read1", stream.read)  # read1: a pipe's lines as they come
     line = bytearray()
     too_long = False
+    digest = LineDigests.new_hash() if digests is not None else None
+    pending = False  # bytes of a line not yet ended (it may be the unterminated last one)
     while chunk := read(_CHUNK):
         start = 0
         while (end := chunk.find(b"\n", start)) >= 0:
             if not too_long:
                 line += chunk[start:end]
+            if digests is not None and digest is not None:
+                digest.update(chunk[start:end])
+                digests.add(digest.digest())
+                digest = LineDigests.new_hash()
             yield None if too_long or len(line) > limit else bytes(line)
             line.clear()
             too_long = False
+            pending = False
             start = end + 1
+        if digest is not None and start < len(chunk):
+            digest.update(chunk[start:])
+        pending = pending or start < len(chunk)
         if not too_long:
             line += chunk[start:]
             if len(line) > limit:
                 too_long = True  # drop it now; the rest of the line is skipped as it comes
                 line.clear()
+    if not pending:
+        return
+    if digests is not None and digest is not None:
+        digests.add(digest.digest())
     if too_long:
         yield None
     elif line:
@@ -336,6 +388,7 @@ async def discover(
     gateways: Sequence[str] = (),
     vpcs: Sequence[str] = (),
     name_prefix: str | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> AsyncIterator[SourceItem]:
     """Stream the tunnels matching the filters (AND across kinds, OR within one kind).
 
@@ -345,6 +398,7 @@ async def discover(
     duplicate check. Items are numbered in discovery order, as if they were lines.
 
     At least one non-empty filter is required: discovery never lists "every tunnel".
+    ``retry_policy`` is passed to every Describe call (default: the client's).
     """
     if not (gateways or vpcs or name_prefix) or any(
         not v.strip() for v in (*gateways, *vpcs, name_prefix or "x")
@@ -358,7 +412,10 @@ async def discover(
                 filters["vpn-gateway-id"] = gateway_chunk
             if vpc_chunk:
                 filters["vpc-id"] = vpc_chunk
-            async for conn in client.describe_vpn_connections(filters=filters or None):
+            listing = client.describe_vpn_connections(
+                filters=filters or None, retry_policy=retry_policy
+            )
+            async for conn in listing:
                 if name_prefix and not conn.name.startswith(name_prefix):
                     continue
                 if conn.state is TunnelState.DELETING:
