@@ -6,7 +6,8 @@ pytest instead (the fixture-in-another-repository example). Each ```bash / ```sh
 block that leaves a process in the background (the credentials example starts an emulator the
 next block uses) runs as the setup of the block after it. Every block gets its own working
 directory and its own emulator, seeded with the README's demo tunnels, and the environment the
-README tells the reader to export: the demo key pair, the region and ``TCVPC_ENDPOINT``.
+README tells the reader to export: the demo key pair, the region and ``TCVPC_ENDPOINT`` (and
+``TCVPC_REDIS_URL``, a redis-server of the test's own, for the fleet-quota section).
 
 A Python block that names ``"http://127.0.0.1:PORT"`` (standing for ``tcvpc emulator --port
 PORT``, as the Services example does) gets the test emulator's URL in its place.
@@ -192,7 +193,9 @@ def kill_session(proc: subprocess.Popen[str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", runnable(), ids=lambda g: f"README-line-{g[-1].line}")
-async def test_readme_block_runs(group: list[Block], tmp_path: Path) -> None:
+async def test_readme_block_runs(
+    group: list[Block], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     seed = tmp_path / "seed.csv"
     seed.write_text(DEMO_TUNNELS)
     work = tmp_path / "work"
@@ -200,6 +203,9 @@ async def test_readme_block_runs(group: list[Block], tmp_path: Path) -> None:
     config = EmulatorConfig(seed_file=seed, delete_seconds=0.1, mutex_seconds=0.1)
     async with Emulator(config) as emu:
         env = env_for(tmp_path, emu.url)
+        if any("Redis" in b.section for b in group):  # the fleet quota: a real redis-server
+            redis = request.getfixturevalue("redis_server")  # fails in CI when missing
+            env["TCVPC_REDIS_URL"] = redis.url
         setups: list[subprocess.Popen[str]] = []
         try:
             for block in group[:-1]:
