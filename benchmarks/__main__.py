@@ -16,6 +16,7 @@ from benchmarks import (
     b5_fleet,
     b6_strangers,
     b7_gather,
+    soak,
 )
 from benchmarks.common import Report, save_results
 
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[bool], Report]] = {
     "b5": lambda quick: b5_fleet.run(quick=quick),
     "b6": lambda quick: b6_strangers.run(quick=quick),
     "b7": lambda quick: b7_gather.run(quick=quick),
+    "soak": lambda quick: soak.run(quick=quick),
 }
 
 

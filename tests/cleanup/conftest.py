@@ -1,20 +1,13 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 
 from tcvpc.cleanup.journal import Journal
 from tcvpc.cleanup.sources import TunnelLine
 from tcvpc.models import TunnelRef
-
-# ``HYPOTHESIS_PROFILE=fuzz``: the benchmark-side run of the input fuzzers (10,000 cases each).
-settings.register_profile("fuzz", max_examples=10_000, deadline=None)
-if os.environ.get("HYPOTHESIS_PROFILE"):
-    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 def pytest_configure(config: pytest.Config) -> None:
