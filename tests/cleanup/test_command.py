@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -463,3 +464,25 @@ def test_max_line_bytes_makes_a_long_line_invalid_in_a_dry_run(
     assert result.exit_code == 1, result.output  # an invalid line
     assert "line 2: invalid: line longer than 100 bytes" in result.output
     assert "2 tunnel(s) would be deleted" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flags", "shown"), [((), False), (("-v",), True)])
+def test_per_call_log_lines_only_with_verbose(
+    tmp_path: Path, flags: tuple[str, ...], shown: bool
+) -> None:
+    # With faults on, failed watcher polls and requeued deletes are routine: the summary and
+    # the report carry them; the terminal shows them only when asked.
+    args = ["--gateways", "4", "--tunnels-per-gateway", "8", "--delete-seconds", "0.05"]
+    args += ["--fault-rate", "0.3", "--seed", "3", *flags]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcvpc", "demo", *args],
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert ("failed:" in proc.stderr) is shown, proc.stderr[-2000:]

@@ -49,7 +49,7 @@ from tcvpc.cleanup.journal import (
     default_journal_path,
     default_report_path,
 )
-from tcvpc.cleanup.progress import show_progress, summary_table
+from tcvpc.cleanup.progress import configure_logging, show_progress, summary_table
 from tcvpc.cleanup.protocol import CleanupClient
 from tcvpc.cleanup.report import ReportError, ReportFile, open_report
 from tcvpc.cleanup.sources import (
@@ -237,6 +237,12 @@ class CleanupOptions:
     metavar="FILE",
     help="Trust the CAs in this PEM file for --endpoint (e.g. `tcvpc emulator --tls`'s CA).",
 )
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Show the library's log lines: -v each failed call and warning, -vv every retry.",
+)
 def cleanup_command(
     input_: str | None,
     gateways: tuple[str, ...],
@@ -257,6 +263,7 @@ def cleanup_command(
     redis_url: str | None,
     allow_insecure: bool,
     ca_bundle: str | None,
+    verbose: int,
 ) -> None:
     """Delete many VPN tunnels at the full allowed rate, crash-safe and resumable.
 
@@ -264,6 +271,7 @@ def cleanup_command(
     Rerunning with the same journal resumes: nothing known done is sent again, lines
     appended to the input are taken in, and an input whose earlier lines changed is refused.
     """
+    configure_logging(verbose)
     if input_ is not None and (gateways or vpcs or name_prefix):
         raise click.UsageError("give --input or discovery filters (--gateway/--vpc/--name-prefix)")
     if input_ is None and not (gateways or vpcs or name_prefix):

@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from tcvpc.cleanup.command import EXIT_INTERRUPTED, CleanupOptions, cleanup
+from tcvpc.cleanup.progress import configure_logging
 from tcvpc.credentials import Credential
 from tcvpc.ratelimit import DEFAULT_RATE
 
@@ -40,6 +41,12 @@ __all__ = ["demo_command", "run_demo"]
 )
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--report", metavar="PATH", help="Also write the per-tunnel report.")
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Show the library's log lines: -v each failed call and warning, -vv every retry.",
+)
 def demo_command(
     gateways: int,
     tunnels_per_gateway: int,
@@ -47,6 +54,7 @@ def demo_command(
     fault_rate: float,
     seed: int,
     report: str | None,
+    verbose: int,
 ) -> None:
     """Run a cleanup against a local emulator: no credentials, no network.
 
@@ -54,6 +62,7 @@ def demo_command(
     delete and mutex times and some injected faults, deletes them all, prints the summary and
     stops everything.
     """
+    configure_logging(verbose)
     sys.exit(run_demo(gateways, tunnels_per_gateway, delete_seconds, fault_rate, seed, report))
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import IO
 
@@ -29,7 +31,23 @@ from tcvpc.cleanup.engine import CleanupEngine, Summary
 from tcvpc.cleanup.engine import Progress as EngineProgress
 from tcvpc.errors import ApiError
 
-__all__ = ["format_counts", "show_progress", "summary_table"]
+__all__ = ["configure_logging", "format_counts", "show_progress", "summary_table"]
+
+
+def configure_logging(verbosity: int) -> None:
+    """Which of the library's log lines reach the terminal during a job.
+
+    Every failure is in the summary and the report; the per-call lines (a watcher poll that
+    failed, a tunnel requeued while it was busy) would bury the progress. So by default only
+    errors show; ``-v`` adds each failed call and the library's warnings, ``-vv`` every retry.
+    """
+    level = {0: logging.ERROR, 1: logging.WARNING}.get(verbosity, logging.DEBUG)
+    logger = logging.getLogger("tcvpc")
+    logger.setLevel(level)
+    if not logger.handlers:  # once per process: the demo and tests may call this again
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 def format_counts(p: EngineProgress) -> str:
