@@ -22,6 +22,7 @@ from tcvpc import (
     AuthError,
     BadRequestError,
     ClientClosedError,
+    DeadlineExceededError,
     Credential,
     DeleteOutcome,
     GatewayBusyError,
@@ -327,7 +328,9 @@ async def test_deadline_stops_retrying(server: Script) -> None:
     async with make_client(server, retry_policy=policy) as c:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        with pytest.raises(ServerError) as info:
+        # The last answer's error; or, when a loaded machine makes the next attempt miss the
+        # deadline it was scheduled within, the deadline's own typed error.
+        with pytest.raises((ServerError, DeadlineExceededError)) as info:
             await delete(c)
         assert loop.time() - start < 5  # generous: the deadline is 0.3 s
     assert 1 < info.value.attempts < 100  # type: ignore[attr-defined]
