@@ -486,3 +486,21 @@ def test_per_call_log_lines_only_with_verbose(
     )
     assert proc.returncode == 0, proc.stderr
     assert ("failed:" in proc.stderr) is shown, proc.stderr[-2000:]
+
+
+@pytest.mark.emulator(gateways=2, tunnels_per_gateway=3, delete_seconds=0.05)
+async def test_proxy_flag_carries_every_request(emulator: Emulator, tmp_path: Path) -> None:
+    from test_transport import forward_proxy  # the loopback forward proxy of the client tests
+
+    pairs = write_input(emulator, tmp_path / "t.csv")
+    async with forward_proxy() as proxy:
+        rc, out, err = await run_cli(
+            tmp_path, "--input", str(tmp_path / "t.csv"), "--endpoint", emulator.url,
+            "--proxy", proxy.url,
+        )  # fmt: skip
+    assert rc == 0, err + out
+    assert delete_codes(emulator)["OK"] == len(pairs)
+    assert len(proxy.seen) == emulator.stats()["requests_total"]  # every request went through it
+    bad = await run_cli(tmp_path, "--input", str(tmp_path / "t.csv"), "--proxy", "ftp://x")
+    assert bad[0] == 2
+    assert "--proxy" in bad[2]

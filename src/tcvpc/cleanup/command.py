@@ -126,6 +126,7 @@ class CleanupOptions:
     any_region: bool = False
     allow_insecure: bool = False
     ca_bundle: str | None = None
+    proxy: str | None = None
     timeout: float = 30.0
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     credential: Credential | None = None
@@ -238,6 +239,11 @@ class CleanupOptions:
     help="Trust the CAs in this PEM file for --endpoint (e.g. `tcvpc emulator --tls`'s CA).",
 )
 @click.option(
+    "--proxy",
+    metavar="URL",
+    help="Send every request through this http(s) proxy (default: HTTPS_PROXY / NO_PROXY).",
+)
+@click.option(
     "--verbose",
     "-v",
     count=True,
@@ -263,6 +269,7 @@ def cleanup_command(
     redis_url: str | None,
     allow_insecure: bool,
     ca_bundle: str | None,
+    proxy: str | None,
     verbose: int,
 ) -> None:
     """Delete many VPN tunnels at the full allowed rate, crash-safe and resumable.
@@ -298,6 +305,7 @@ def cleanup_command(
         redis_url=redis_url or None,
         allow_insecure=allow_insecure,
         ca_bundle=ca_bundle,
+        proxy=proxy or None,
     )
     sys.exit(run_cleanup(options))
 
@@ -361,6 +369,7 @@ def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None)
             endpoint=options.endpoint,
             allow_insecure=options.allow_insecure,
             ca_bundle=options.ca_bundle,
+            proxy=options.proxy,
             retry_policy=job_retry_policy(),
             rate=options.rate,
             limiters=limiters,
@@ -376,6 +385,8 @@ def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None)
     except ValueError as exc:
         if options.ca_bundle is not None and options.ca_bundle in str(exc):
             raise _ConfigError(f"--ca-bundle: {exc}") from None
+        if options.proxy is not None and str(exc).startswith("proxy"):
+            raise _ConfigError(f"--proxy: {exc}") from None
         raise _ConfigError(f"--endpoint: {exc}" if "endpoint" in str(exc) else str(exc)) from None
     if not (options.any_region or is_known_region(client.region)):
         raise _ConfigError(
