@@ -206,3 +206,78 @@ async def test_busiest_gateway_goes_first(make_journal: MakeJournal) -> None:
     fake = FakeVpc(refs, delete_seconds=0.01)
     await CleanupEngine(fake, make_journal(refs), EngineConfig(concurrency=1)).run()
     assert fake.deletes[0][1] != refs[0].vpn_gateway_id
+
+
+class _StallingVpc(FakeVpc):
+    """Deletes act at once, but the answers for ``stall`` tunnels come ``stall_seconds`` late."""
+
+    def __init__(self, refs: Sequence[TunnelRef], stall: set[str], stall_seconds: float) -> None:
+        super().__init__(refs, delete_seconds=0.05)
+        self.stall = stall
+        self.stall_seconds = stall_seconds
+        self.answered: dict[str, float] = {}
+
+    async def delete_vpn_connection(self, **kw: object) -> DeleteResult:
+        conn = str(kw["vpn_connection_id"])
+        result = await super().delete_vpn_connection(**kw)  # type: ignore[arg-type]
+        if conn in self.stall:
+            self.stall.discard(conn)  # only the first answer stalls
+            await asyncio.sleep(self.stall_seconds)
+        self.answered[conn] = time.monotonic()
+        return result
+
+
+async def test_a_stalled_answer_frees_its_gateway_once_the_tunnel_is_gone(
+    make_journal: MakeJournal,
+) -> None:
+    refs = make_refs(1, 12)
+    stalled = refs[9].vpn_connection_id  # after the answer times were learned
+    fake = _StallingVpc(refs, {stalled}, stall_seconds=1.5)
+    config = EngineConfig(min_hedge=0.02, answer_grace=5.0)
+    engine = CleanupEngine(fake, make_journal(refs), config)
+    outcomes = {o.tunnel.vpn_connection_id: o async for o in engine.outcomes()}
+    summary = engine.summary()
+    assert summary.ok
+    assert summary.hedged >= 1  # the stalled one (a late normal answer may be hedged too)
+    assert len(fake.deletes) == 12  # no second delete for the stalled one
+    assert fake.mutex_errors == 0
+    sent = {conn: t for t, _, conn in fake.deletes}
+    # The gateway's next delete went out long before the stalled answer came back...
+    assert sent[refs[10].vpn_connection_id] < fake.answered[stalled] - 0.7
+    # ...and the stalled tunnel is still reported from its answer, when it came.
+    assert outcomes[stalled].outcome is DeleteOutcome.DELETED
+    assert outcomes[stalled].request_id is not None
+    assert not outcomes[stalled].inferred
+
+
+async def test_an_answer_that_never_comes_is_abandoned_as_deleted_inferred(
+    make_journal: MakeJournal,
+) -> None:
+    refs = make_refs(1, 12)
+    stalled = refs[-1].vpn_connection_id  # the last one: the job's end waits for nothing else
+    fake = _StallingVpc(refs, {stalled}, stall_seconds=30.0)
+    engine = CleanupEngine(fake, make_journal(refs), EngineConfig(min_hedge=0.02, answer_grace=0.1))
+    outcomes = {o.tunnel.vpn_connection_id: o async for o in engine.outcomes()}
+    summary = engine.summary()
+    assert summary.ok
+    assert summary.elapsed < 10  # not the 30 s stall
+    assert len(fake.deletes) == 12
+    assert stalled not in fake.answered
+    assert outcomes[stalled].outcome is DeleteOutcome.DELETED
+    assert outcomes[stalled].inferred
+    assert outcomes[stalled].request_id is None
+    assert fake.remaining == 0
+
+
+async def test_no_hedge_without_the_watcher_keeps_the_gateway_until_the_answer(
+    make_journal: MakeJournal,
+) -> None:
+    refs = make_refs(1, 12)
+    stalled = refs[9].vpn_connection_id
+    fake = _StallingVpc(refs, {stalled}, stall_seconds=0.6)
+    engine = CleanupEngine(fake, make_journal(refs), EngineConfig(hedge=False, min_hedge=0.02))
+    summary = await engine.run()
+    assert summary.ok
+    assert summary.hedged == 0
+    sent = {conn: t for t, _, conn in fake.deletes}
+    assert sent[refs[10].vpn_connection_id] >= fake.answered[stalled]

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -57,6 +58,7 @@ from tcvpc.cleanup.sources import (
     InputError,
     LineDigests,
     SourceItem,
+    TunnelLine,
     discover,
     open_input,
     read_items,
@@ -74,7 +76,7 @@ from tcvpc.errors import (
     TransportError,
     UntrustedCertificateError,
 )
-from tcvpc.ratelimit import DEFAULT_RATE
+from tcvpc.ratelimit import DEFAULT_RATE, Limiters
 from tcvpc.regions import KNOWN_REGIONS, is_known_region
 
 if TYPE_CHECKING:
@@ -177,7 +179,11 @@ class CleanupOptions:
 )
 @click.option("--vpc", "vpcs", multiple=True, metavar="ID", help="Discover in this VPC.")
 @click.option("--name-prefix", metavar="P", help="Discover tunnels whose name starts with P.")
-@click.option("--region", metavar="R", help="Region (default: TENCENTCLOUD_REGION).")
+@click.option(
+    "--region",
+    metavar="R",
+    help="Region of lines without a Region column (default: TENCENTCLOUD_REGION).",
+)
 @click.option(
     "--endpoint",
     metavar="URL",
@@ -199,7 +205,7 @@ class CleanupOptions:
     default=32,
     show_default=True,
     type=click.IntRange(min=1, max=1000),
-    help="Delete calls in flight at most.",
+    help="Delete calls in flight at most, per region.",
 )
 @click.option(
     "--per-gateway",
@@ -219,7 +225,9 @@ class CleanupOptions:
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting discovered tunnels.")
 @click.option(
-    "--any-region", is_flag=True, help="Accept a region missing from tcvpc's list of regions."
+    "--any-region",
+    is_flag=True,
+    help="Accept a region missing from tcvpc's list of regions (--region and Region column).",
 )
 @click.option(
     "--redis-url",
@@ -356,10 +364,13 @@ def _make_limiters(options: CleanupOptions, err: Console) -> RedisLimiterRegistr
         raise _ConfigError(str(exc)) from None
 
 
-def _make_client(options: CleanupOptions, limiters: RedisLimiterRegistry | None) -> VpcClient:
+def _make_client(
+    options: CleanupOptions, limiters: Limiters | None, region: str | None = None
+) -> VpcClient:
+    """The client of ``region`` (default: ``--region``, else ``TENCENTCLOUD_REGION``)."""
     # The library's ValueErrors name its own arguments (region=, allow_insecure=True); the
     # command checks the same things first and names its flags instead.
-    region = (options.region or os.environ.get(ENV_REGION, "")).strip()
+    region = (region or options.region or os.environ.get(ENV_REGION, "")).strip()
     if not region:
         raise _ConfigError(f"no region: pass --region or set {ENV_REGION}")
     try:
@@ -453,6 +464,7 @@ async def _cleanup(options: CleanupOptions, out: Console, err: Console) -> int:
             if limiters is not None:  # the default chain is a provider: name the fleet's account
                 limiters.use_account(credential.secret_id)
             with _open_journal(options, journal_path, err) as journal:
+                journal.adopt_region(client.region)  # rows from before the Region column
                 # Opened once the journal's lock is ours (a second job on the same journal must
                 # not truncate the first one's report), and before any request to the API.
                 if options.report:
@@ -483,7 +495,7 @@ async def _check_quota_backend(limiters: RedisLimiterRegistry) -> None:
 
 async def _with_journal(
     options: CleanupOptions,
-    client: CleanupClient,
+    client: VpcClient,
     journal: Journal,
     stream: BinaryIO | None,
     out: Console,
@@ -494,7 +506,7 @@ async def _with_journal(
         digests = LineDigests()
         try:
             stats = await asyncio.to_thread(
-                journal.ingest, _items_of(stream, options, digests), digests=digests
+                journal.ingest, _items_of(stream, options, digests, client.region), digests=digests
             )
         except InputError as exc:
             raise _ConfigError(str(exc)) from None
@@ -535,8 +547,9 @@ async def _with_journal(
     config = EngineConfig(
         concurrency=options.concurrency, per_gateway=options.per_gateway, wait=options.wait
     )
-    engine = CleanupEngine(client, journal, config)
-    summary = await _run_engine(engine, out, err)
+    async with _region_clients(options, client, journal) as clients:
+        engine = CleanupEngine(client, journal, config, region_clients=clients)
+        summary = await _run_engine(engine, out, err)
     out.print(summary_table(summary))
     with contextlib.suppress(JournalError):  # a broken journal has been said already
         print_reasons(journal, err)
@@ -561,17 +574,44 @@ def print_reasons(journal: Journal, err: Console) -> None:
             _say(err, f"  line {line}: {reason}")
 
 
+@contextlib.asynccontextmanager
+async def _region_clients(
+    options: CleanupOptions, client: VpcClient, journal: Journal
+) -> AsyncIterator[dict[str, CleanupClient]]:
+    """A client for each region of the journal (``client`` for its own), closed after.
+
+    They share ``client``'s limiters (the process's, or the fleet's Redis budget), whose
+    budgets are per region: each region runs at its own full rate.
+    """
+    clients: dict[str, CleanupClient] = {client.region: client}
+    async with contextlib.AsyncExitStack() as stack:
+        for region in journal.regions():
+            if region is not None and region not in clients:
+                other = _make_client(options, client.limiters, region)
+                clients[region] = await stack.enter_async_context(other)
+        yield clients
+
+
 def _items_of(
-    stream: BinaryIO, options: CleanupOptions, digests: LineDigests
+    stream: BinaryIO, options: CleanupOptions, digests: LineDigests, region: str
 ) -> Iterator[SourceItem]:
+    """The input's items; a line without a ``Region`` gets the job's ``region``."""
     try:
-        yield from read_items(stream, max_line_bytes=options.max_line_bytes, digests=digests)
+        for item in read_items(
+            stream,
+            max_line_bytes=options.max_line_bytes,
+            digests=digests,
+            any_region=options.any_region,
+        ):
+            if isinstance(item, TunnelLine) and item.region is None:
+                item = dataclasses.replace(item, region=region)
+            yield item
     except OSError as exc:
         raise InputError(f"error while reading input: {exc.strerror or exc}") from None
 
 
 async def _discover_into(
-    options: CleanupOptions, client: CleanupClient, journal: Journal, err: Console
+    options: CleanupOptions, client: VpcClient, journal: Journal, err: Console
 ) -> None:
     batch: list[SourceItem] = []
     items = discover(
@@ -583,6 +623,8 @@ async def _discover_into(
     )
     try:
         async for item in items:
+            if isinstance(item, TunnelLine):
+                item = dataclasses.replace(item, region=client.region)
             batch.append(item)
             if len(batch) >= _DISCOVERY_BATCH:
                 journal.ingest_batch(batch)
@@ -628,7 +670,8 @@ def _dry_run(journal: Journal, out: Console) -> int:
             invalid += 1
             _say(out, f"line {row.line}: invalid: {row.message}")
         elif row.outcome == "pending":
-            _say(out, f"would delete {row.gateway}/{row.connection}")
+            where = f" in {row.region}" if row.region else ""
+            _say(out, f"would delete {row.gateway}/{row.connection}{where}")
     _say(
         out,
         f"dry run: {counts['pending']} tunnel(s) would be deleted, {invalid} invalid line(s), "

@@ -14,6 +14,19 @@ engine's job is to always have a delete ready for the limiter and never waste on
   (:class:`~tcvpc.cleanup.gateways.GatewayQueue`).
 * **Bounded workers, no task per line.** ``concurrency`` workers at most; tunnels are read from
   the journal one at a time per gateway, so memory does not grow with the input.
+* **Overdue answers are hedged.** A delete still unanswered after twice the usual answer time
+  (learned: the 95th percentile of recent answers) is looked at with one Describe
+  (:meth:`~tcvpc.cleanup.watcher.DeletionWatcher.look`, batched with the watcher's polls, on
+  Describe's own quota). If the tunnel is ``DELETING``, our delete acted: it is watched until gone
+  and the gateway's slot is freed then, while the answer (stalled, lost) is still awaited for
+  ``answer_grace`` seconds more. No second delete is sent for it: the answer, when it comes,
+  names the outcome; if it does not come in time the call is abandoned and the tunnel is
+  ``deleted``, inferred (the job's tail does not wait out a stalled answer). A tunnel not yet
+  ``DELETING`` (the request is still queued at the limiter) is looked at again after twice the
+  wait, at most three times.
+* **One lane per region.** Each region's tunnels go through that region's client (its own
+  limiter: each region has its own 100/s), with their own gateway queue, ``concurrency`` workers
+  and watcher, all lanes running at once.
 * **Mid-task tunnels go back in the queue.** ``DeleteVpnConnInvalidState`` puts the tunnel back
   with a delay (doubling, bounded number of times) and frees its gateway slot and worker at once.
   The default retry policy (:func:`job_retry_policy`) leaves that code to the engine.
@@ -45,8 +58,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -85,14 +99,15 @@ __all__ = [
 def job_retry_policy() -> RetryPolicy:
     """Patient, still jittered; ``DeleteVpnConnInvalidState`` is requeued by the engine.
 
-    Throttled deletes start from a 0.25 s window instead of 1 s: every attempt of the job goes
-    through the client's strict limiter, which the throttle pacer slows down, so the retry wait
-    does not have to keep the rate down; it only spreads the retries (full jitter). Each second a
-    throttled delete sleeps is a second added to its gateway's serial chain (see benchmarks/).
+    Throttled deletes start from a 50 ms window (capped at 5 s) instead of 1 s: every attempt of
+    the job goes through the client's limiter, whose adaptive rate is what slows the job down
+    when the server throttles it, so the retry wait does not have to keep the rate down; it only
+    spreads the retries (full jitter). Each second a throttled delete sleeps is a second added to
+    its gateway's serial chain, and a chain is the job's critical path (see benchmarks/ B3).
     """
     return dataclasses.replace(
         RetryPolicy.patient(),
-        throttled=Backoff(0.25, 20.0, 20),
+        throttled=Backoff(0.05, 5.0, 20),
         invalid_state=Backoff(0.0, 0.0, 1),  # the engine's requeue is the better retry for it
     )
 
@@ -112,7 +127,7 @@ class EngineConfig:
     """How the engine schedules; the defaults suit the real API at 100 deletes per second."""
 
     concurrency: int = 32
-    """Delete calls in flight at most (they mostly wait for the client's rate limiter)."""
+    """Delete calls in flight at most, per region (they mostly wait for the rate limiter)."""
     per_gateway: int = 1
     """Deletes in flight per gateway; more than 1 only makes sense without a gateway mutex."""
     wait: bool = False
@@ -136,6 +151,14 @@ class EngineConfig:
     uses ``retry_policy``."""
     verify_window: float = 0.05
     """Seconds a not-found waits for others to share its lookup (:class:`NotFoundVerifier`)."""
+    hedge: bool = True
+    """Look at a tunnel whose delete's answer is overdue (needs ``watch``)."""
+    first_hedge: float = 1.0
+    """When to hedge before any answer time was measured, in seconds."""
+    min_hedge: float = 0.1
+    """Never hedge earlier than this after the call started, in seconds."""
+    answer_grace: float = 0.5
+    """How long a hedged delete's answer is still awaited once its tunnel was seen gone."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.per_gateway < 1:
@@ -156,6 +179,7 @@ class TunnelOutcome:
     request_id: str | None = None
     inferred: bool = False
     line: int | None = None
+    region: str | None = None
 
 
 def _rate(done_this_run: int, elapsed: float) -> float:
@@ -219,6 +243,8 @@ class Summary:
     retries_by_action_code: Mapping[tuple[str, str], int] = field(default_factory=dict)
     not_found_lookups: int = 0
     """Batched lookups that verified not-found answers (each one or more Describe requests)."""
+    hedged: int = 0
+    """Gateways freed on the watcher's evidence while their delete's answer was overdue."""
 
     @property
     def effective_rate(self) -> float:
@@ -244,12 +270,66 @@ _DONE = _Stop()
 class _RunState:
     started: float = 0.0
     requeued: int = 0
+    hedged: int = 0
     done_this_run: int = 0
     counts: Counter[str] = field(default_factory=Counter)
 
 
+class _AnswerTimes:
+    """Recent answer times of deletes (first attempt, answered): when an answer is overdue."""
+
+    def __init__(self, config: EngineConfig, window: int = 128) -> None:
+        self._config = config
+        self._times: deque[float] = deque(maxlen=window)
+
+    def add(self, seconds: float) -> None:
+        self._times.append(seconds)
+
+    def hedge_after(self) -> float:
+        if len(self._times) < 8:
+            return self._config.first_hedge
+        ordered = sorted(self._times)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return max(self._config.min_hedge, 2.0 * p95)
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One delete's hold on its gateway: released exactly once, by the hedge or at the end."""
+
+    held: bool = True
+    hedged: bool = False
+    """Freed early: the watcher saw the tunnel gone while the answer was still due."""
+    abandoned: bool = False
+    """The hedge cancelled the call: its answer did not come within ``answer_grace``."""
+    seen_deleting: bool = False
+    """A look saw the tunnel ``DELETING``: a delete acted (gone at first sight proves nothing:
+    the tunnel may never have existed, which only the answer can tell)."""
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One region's share of the job: its client, gateways, workers and watcher."""
+
+    region: str | None
+    client: CleanupClient
+    gateways: GatewayQueue
+    wake: asyncio.Event
+    workers: asyncio.Semaphore
+    watcher: DeletionWatcher
+    verifier: NotFoundVerifier
+    answers: _AnswerTimes
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    watcher_task: asyncio.Task[None] | None = None
+
+
 class CleanupEngine:
-    """Deletes the journal's pending tunnels; iterate :meth:`outcomes` or await :meth:`run`."""
+    """Deletes the journal's pending tunnels; iterate :meth:`outcomes` or await :meth:`run`.
+
+    ``region_clients`` maps each region named in the journal to the client that signs for it;
+    rows without a region (and every row, without ``region_clients``) go through ``client``.
+    A row whose region has no client is refused before anything is sent (``ValueError``).
+    """
 
     def __init__(
         self,
@@ -257,40 +337,40 @@ class CleanupEngine:
         journal: Journal,
         config: EngineConfig | None = None,
         *,
+        region_clients: Mapping[str, CleanupClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._region_clients = dict(region_clients) if region_clients is not None else None
         self._journal = journal
         self.config = config or EngineConfig()
         self._clock = clock
         self._awaiting = 0  # --wait: accepted, not yet seen gone
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._gateways = GatewayQueue(self.config.per_gateway, self._wake.set)
+        self._lanes: dict[str | None, _Lane] = {}
         self._first_answer = asyncio.Event()
+        self._first_sent = False
         self._stopping = False
         self._fatal: TcvpcError | None = None
         self._journal_error: JournalError | None = None
         self._queue: asyncio.Queue[TunnelOutcome | _Stop] = asyncio.Queue()
-        self._watcher = DeletionWatcher(
-            client,
-            timeout=self.config.wait_timeout,
-            estimator=DelayEstimator(initial=self.config.first_look),
-            clock=clock,
-        )
-        self._verifier = NotFoundVerifier(client, window=self.config.verify_window)
         self._run = _RunState()
         self._total = 0
         self._summary: Summary | None = None
-        self._watcher_task: asyncio.Task[None] | None = None
 
     # -- public ------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop taking new work; calls on the wire finish (bounded). Safe from signal handlers."""
         self._stopping = True
-        self._wake.set()
+        self._wake_all()
         self._first_answer.set()
+
+    def _wake_all(self) -> None:
+        self._wake.set()
+        for lane in self._lanes.values():
+            lane.wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -348,19 +428,33 @@ class CleanupEngine:
     # -- the run -----------------------------------------------------------------------------
 
     def _client_stats(self) -> tuple[int, int, Mapping[str, int]]:
-        if isinstance(self._client, HasClientStats):
-            s = self._client.stats
-            return s.requests_sent, s.throttled, dict(s.retries_by_code)
-        return 0, 0, {}
+        """Summed over the distinct clients (one per region)."""
+        requests = throttled = 0
+        retries: Counter[str] = Counter()
+        for client in self._clients():
+            if isinstance(client, HasClientStats):
+                s = client.stats
+                requests += s.requests_sent
+                throttled += s.throttled
+                retries.update(s.retries_by_code)
+        return requests, throttled, dict(retries)
+
+    def _clients(self) -> list[CleanupClient]:
+        """The default client and each region's, once each."""
+        every = (self._client, *(lane.client for lane in self._lanes.values()))
+        return list({id(c): c for c in every}.values())
 
     def _by_action(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
-        """The client's per-action counters, when it has them (fakes may not)."""
-        s = self._client.stats if isinstance(self._client, HasClientStats) else None
-        return (
-            dict(getattr(s, "requests_by_action", {})),
-            dict(getattr(s, "throttled_by_action", {})),
-            dict(getattr(s, "retries_by_action_code", {})),
-        )
+        """The clients' per-action counters, summed, when they have them (fakes may not)."""
+        requests: Counter[str] = Counter()
+        throttled: Counter[str] = Counter()
+        retries: Counter[tuple[str, str]] = Counter()
+        for client in self._clients():
+            s = client.stats if isinstance(client, HasClientStats) else None
+            requests.update(dict(getattr(s, "requests_by_action", {})))
+            throttled.update(dict(getattr(s, "throttled_by_action", {})))
+            retries.update(dict(getattr(s, "retries_by_action_code", {})))
+        return dict(requests), dict(throttled), dict(retries)
 
     def _make_summary(self) -> Summary:
         requests, throttled, retries = self._client_stats()
@@ -380,38 +474,41 @@ class CleanupEngine:
             throttled=throttled,
             retries_by_code=retries,
             requeued=self._run.requeued,
-            describe_polls=self._watcher.polls,
+            describe_polls=sum(lane.watcher.polls for lane in self._lanes.values()),
             elapsed=(self._clock() - self._run.started) if self._run.started else 0.0,
             interrupted=self._stopping and self._fatal is None,
             fatal=self._fatal,
             requests_by_action=by_action,
             throttled_by_action=throttled_by_action,
             retries_by_action_code=retries_by_action,
-            not_found_lookups=self._verifier.lookups,
+            not_found_lookups=sum(lane.verifier.lookups for lane in self._lanes.values()),
+            hedged=self._run.hedged,
         )
 
     async def _main(self) -> None:
         self._run.started = self._clock()
-        watcher_task: asyncio.Task[None] | None = None
         try:
             self._load()
-            watcher_task = self._watcher_task = asyncio.create_task(self._watcher.run())
-            await self._dispatch()
+            for lane in self._lanes.values():
+                lane.watcher_task = asyncio.create_task(lane.watcher.run())
+            await asyncio.gather(*(self._dispatch(lane) for lane in self._lanes.values()))
             await self._drain()
             if self._journal_error is not None:
                 raise self._journal_error
         finally:
             try:
-                if watcher_task is not None:
-                    watcher_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watcher_task
-                await self._verifier.aclose()
+                watchers = [lane.watcher_task for lane in self._lanes.values() if lane.watcher_task]
+                for task in watchers:
+                    task.cancel()
+                await asyncio.gather(*watchers, return_exceptions=True)
+                for lane in self._lanes.values():
+                    await lane.verifier.aclose()
                 for task in list(self._tasks):
                     task.cancel()
                 if self._tasks:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
-                self._gateways.close()
+                for lane in self._lanes.values():
+                    lane.gateways.close()
                 with contextlib.suppress(JournalError):  # they stay inflight: the same to a resume
                     self._journal.release_inflight()
                 self._summary = self._make_summary()
@@ -430,47 +527,79 @@ class CleanupEngine:
         for outcome, n in journal.counts().items():
             self._run.counts[outcome] = n
         self._run.counts["pending"] = 0
-        for gateway_id, n in journal.pending_by_gateway():
-            self._gateways.add(gateway_id, n)
+        for region, gateway_id, n in journal.pending_by_gateway():
+            self._lane(region).gateways.add(gateway_id, n)
         self._total = journal.total_tunnels()
 
-    def _finished(self) -> bool:
-        return self._gateways.remaining == 0 and not self._tasks and self._awaiting == 0
+    def _lane(self, region: str | None) -> _Lane:
+        lane = self._lanes.get(region)
+        if lane is not None:
+            return lane
+        client = self._client
+        if region is not None and self._region_clients is not None:
+            found = self._region_clients.get(region)
+            if found is None:
+                raise ValueError(f"no client for region {region!r}")
+            client = found
+        wake = asyncio.Event()
+        lane = _Lane(
+            region=region,
+            client=client,
+            gateways=GatewayQueue(self.config.per_gateway, wake.set),
+            wake=wake,
+            workers=asyncio.Semaphore(self.config.concurrency),
+            watcher=DeletionWatcher(
+                client,
+                timeout=self.config.wait_timeout,
+                estimator=DelayEstimator(initial=self.config.first_look),
+                clock=self._clock,
+            ),
+            verifier=NotFoundVerifier(client, window=self.config.verify_window),
+            answers=_AnswerTimes(self.config),
+        )
+        self._lanes[region] = lane
+        return lane
 
-    async def _dispatch(self) -> None:
-        workers = asyncio.Semaphore(self.config.concurrency)
-        gateways = self._gateways
-        first = True
+    async def _dispatch(self, lane: _Lane) -> None:
+        """One region's loop: the busiest free gateway takes the next worker."""
+        gateways = lane.gateways
         while not self._stopping:
-            if self._finished():
+            if gateways.remaining == 0 and not lane.tasks:
                 return
+            if self._first_sent and not self._first_answer.is_set():
+                await self._first_answer.wait()  # another lane's first delete is testing setup
+                continue
             gw = gateways.pop()
             if gw is None:
-                self._wake.clear()
-                await self._wake.wait()
+                lane.wake.clear()
+                await lane.wake.wait()
                 continue
-            item = self._journal.next_pending(gw.gateway_id)
+            item = self._journal.next_pending(gw.gateway_id, region=lane.region)
             if item is None:  # counts drifted (should not happen): trust the journal
                 gateways.drop(gw)
                 continue
             if isinstance(item, float):
                 gateways.park(gw, item - time.time())
                 continue
-            await workers.acquire()
+            await lane.workers.acquire()
             if self._stopping:
-                workers.release()
+                lane.workers.release()
                 break
             self._journal.mark_inflight(item.tunnel)
             gateways.take(gw)
-            task = asyncio.create_task(self._delete(gw, item, workers, first=first))
+            first = not self._first_sent
+            task = asyncio.create_task(self._delete(lane, gw, item, first=first))
             self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-            if first:
-                first = False
+            lane.tasks.add(task)
+            task.add_done_callback(functools.partial(self._task_done, lane))
+            if not self._first_sent:  # the job's first delete goes alone: it tests the setup
+                self._first_sent = True
                 await self._first_answer.wait()
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, lane: _Lane, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        lane.tasks.discard(task)
+        lane.wake.set()
         self._wake.set()
 
     async def _drain(self) -> None:
@@ -480,8 +609,9 @@ class CleanupEngine:
             if self._stopping:
                 # Watches hold nothing durable (``--wait``'s accepted rows stay ``accepted``):
                 # end them now and give only the calls on the wire time to finish.
-                if self._watcher_task is not None:
-                    self._watcher_task.cancel()
+                for lane in self._lanes.values():
+                    if lane.watcher_task is not None:
+                        lane.watcher_task.cancel()
                 if pending:
                     _, still = await asyncio.wait(pending, timeout=self.config.drain_timeout)
                     for task in still:
@@ -493,41 +623,60 @@ class CleanupEngine:
 
     # -- one tunnel --------------------------------------------------------------------------
 
-    async def _delete(
-        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore, *, first: bool
-    ) -> None:
+    async def _delete(self, lane: _Lane, gw: Gateway, item: PendingTunnel, *, first: bool) -> None:
         try:
-            await self._delete_one(gw, item, workers, first=first)
+            await self._delete_one(lane, gw, item, first=first)
         except JournalError as exc:
             self._journal_failed(exc)
 
     async def _delete_one(
-        self, gw: Gateway, item: PendingTunnel, workers: asyncio.Semaphore, *, first: bool
+        self, lane: _Lane, gw: Gateway, item: PendingTunnel, *, first: bool
     ) -> None:
         ref = item.tunnel
+        workers = lane.workers
         worker_held = True
         policy = self.config.retry_policy
         if first and self.config.first_call_policy is not None:
             policy = self.config.first_call_policy
+        slot = _Slot()
+        hedge: asyncio.Task[None] | None = None
         try:
-            try:
-                result = await self._client.delete_vpn_connection(
+            started = self._clock()
+            call = asyncio.ensure_future(
+                lane.client.delete_vpn_connection(
                     vpn_gateway_id=ref.vpn_gateway_id,
                     vpn_connection_id=ref.vpn_connection_id,
                     missing_ok=True,
                     retry_policy=policy,
                 )
+            )
+            if self.config.hedge and self.config.watch and self._first_answer.is_set():
+                hedge = asyncio.create_task(self._hedge(lane, gw, item, started, slot, call))
+            try:
+                try:
+                    result = await call
+                finally:
+                    if hedge is not None:  # the answer came (or the call failed): it decides
+                        hedge.cancel()
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if not slot.abandoned or (me is not None and me.cancelling()):
+                    raise
+                self._record(  # seen gone, no answer: our delete did it
+                    item, DeleteOutcome.DELETED, attempts=item.attempts + 1, inferred=True
+                )
+                return
             except (AuthError, SetupError, CredentialsError) as exc:  # every other delete would too
                 self._fatal = self._fatal or exc
                 self._journal.unclaim(ref)
-                self._gateways.put_back(gw)
+                lane.gateways.put_back(gw)
                 self.stop()
                 return
             except InvalidStateError as exc:
                 self._first_answer.set()
                 workers.release()
                 worker_held = False
-                await self._on_invalid_state(gw, item, exc)
+                await self._on_invalid_state(lane, gw, item, exc, slot)
                 return
             except NotFoundError as exc:  # a client that ignores missing_ok
                 result = DeleteResult(
@@ -543,7 +692,7 @@ class CleanupEngine:
                         self._journal.mark_unknown(ref)
                     self._fatal = self._fatal or exc
                     self._journal.unclaim(ref)  # never answered: it stays pending
-                    self._gateways.put_back(gw)
+                    lane.gateways.put_back(gw)
                     self.stop()
                     return
                 self._fail(item, exc)
@@ -551,18 +700,65 @@ class CleanupEngine:
             except Exception as exc:  # a bug must not lose the tunnel: record it as failed
                 self._fail(item, exc)
                 return
+            if result.attempts == 1 and not slot.hedged:
+                lane.answers.add(self._clock() - started)
             self._first_answer.set()
             workers.release()
             worker_held = False
-            await self._on_result(gw, item, result)
+            await self._on_result(lane, gw, item, result, slot)
         finally:
             self._first_answer.set()
             if worker_held:
                 workers.release()
-            self._gateways.release(gw)
+            self._free(lane, gw, slot)
+
+    def _free(self, lane: _Lane, gw: Gateway, slot: _Slot) -> None:
+        if slot.held:
+            slot.held = False
+            lane.gateways.release(gw)
+
+    async def _hedge(
+        self,
+        lane: _Lane,
+        gw: Gateway,
+        item: PendingTunnel,
+        started: float,
+        slot: _Slot,
+        call: asyncio.Future[DeleteResult],
+    ) -> None:
+        """While the delete's answer is overdue: free the gateway once its tunnel is gone.
+
+        Runs beside the call and is cancelled when the answer comes. ``DELETING`` proves our
+        delete acted (the tunnel was pending in the journal, and a listed ``DELETING`` tunnel
+        is refused by the API); the slot is freed when it is gone, as for an answered delete.
+        """
+        wait = lane.answers.hedge_after()
+        for _ in range(3):
+            await asyncio.sleep(max(0.0, started + wait - self._clock()))
+            try:
+                seen = await lane.watcher.look(item.tunnel)
+                if seen is WatchResult.DELETING:
+                    slot.seen_deleting = True
+                    seen = await lane.watcher.watch(item.tunnel, started, learn=False)
+            except TcvpcError:  # the answer will tell; the watcher reports fatal errors itself
+                return
+            if seen is WatchResult.GONE:
+                slot.hedged = True
+                self._run.hedged += 1
+                self._free(lane, gw, slot)
+                if not slot.seen_deleting:
+                    return  # the answer decides (deleted, or a not-found to verify)
+                await asyncio.sleep(self.config.answer_grace)
+                if not call.done():
+                    slot.abandoned = True
+                    call.cancel()
+                return
+            if seen is not WatchResult.NOT_DELETING:
+                return
+            wait *= 2  # not DELETING yet: the request may still wait at the limiter
 
     async def _on_invalid_state(
-        self, gw: Gateway, item: PendingTunnel, exc: InvalidStateError
+        self, lane: _Lane, gw: Gateway, item: PendingTunnel, exc: InvalidStateError, slot: _Slot
     ) -> None:
         """A tunnel refused as mid-task: wait until it is not ``DELETING``, then decide.
 
@@ -578,9 +774,11 @@ class CleanupEngine:
         if unknown and not item.unknown:
             self._journal.mark_unknown(item.tunnel)
         seen: WatchResult | None = None
-        if self.config.watch and not self._stopping:
+        if slot.hedged:
+            seen = WatchResult.GONE  # the hedge saw it gone: our own delete's retry was refused
+        elif self.config.watch and not self._stopping:
             with contextlib.suppress(TcvpcError):
-                seen = await self._watcher.watch(item.tunnel)
+                seen = await lane.watcher.watch(item.tunnel)
         if seen is WatchResult.GONE:
             self._record_gone(item, unknown, attempts, exc.request_id)
             return
@@ -592,7 +790,7 @@ class CleanupEngine:
             delay = 0.0 if item.requeues == 0 else delay  # it left DELETING: try again now
         self._journal.requeue(item.tunnel, time.time() + delay, attempts)
         self._run.requeued += 1
-        self._gateways.put_back(gw)
+        lane.gateways.put_back(gw)
 
     def _fail(
         self,
@@ -618,33 +816,35 @@ class CleanupEngine:
             request_id=request_id,
         )
 
-    async def _on_result(self, gw: Gateway, item: PendingTunnel, result: DeleteResult) -> None:
+    async def _on_result(
+        self, lane: _Lane, gw: Gateway, item: PendingTunnel, result: DeleteResult, slot: _Slot
+    ) -> None:
         """Handle an answered delete; returns once the gateway's slot may be freed."""
         attempts = item.attempts + result.attempts
         if result.outcome is DeleteOutcome.ALREADY_GONE or result.inferred:
             # A not-found, which the client may already have read as "deleted" (inferred) after
             # an attempt of unknown outcome: both claim "gone", so both are verified.
             unknown = item.unknown or result.inferred
-            await self._on_not_found(gw, item, attempts, result.request_id, unknown=unknown)
+            await self._on_not_found(lane, gw, item, attempts, result.request_id, unknown=unknown)
             return
         since = self._clock()
-        if not self.config.wait:
+        if not self.config.wait or slot.hedged:  # hedged: already seen gone
             self._record(
                 item, DeleteOutcome.DELETED, attempts=attempts, request_id=result.request_id
             )
-            if not self.config.watch or gw.remaining == 0 or self._stopping:
+            if not self.config.watch or gw.remaining == 0 or self._stopping or slot.hedged:
                 return
             with contextlib.suppress(TcvpcError):
-                await self._watcher.watch(item.tunnel, since)
-            if self._watcher.fatal is not None:
-                self._fatal = self._fatal or self._watcher.fatal
+                await lane.watcher.watch(item.tunnel, since)
+            if lane.watcher.fatal is not None:
+                self._fatal = self._fatal or lane.watcher.fatal
                 self.stop()
             return
         self._journal.mark_accepted(item.tunnel, result.request_id, attempts)
         self._awaiting += 1
         try:
             try:
-                seen = await self._watcher.watch(item.tunnel, since)
+                seen = await lane.watcher.watch(item.tunnel, since)
             except AuthError as exc:
                 self._fatal = self._fatal or exc
                 self.stop()
@@ -656,7 +856,7 @@ class CleanupEngine:
             elif seen is WatchResult.NOT_DELETING and item.requeues < self.config.max_requeues:
                 self._journal.requeue(item.tunnel, 0.0, attempts)
                 self._run.requeued += 1
-                self._gateways.put_back(gw)
+                lane.gateways.put_back(gw)
             else:
                 self._record(
                     item,
@@ -671,6 +871,7 @@ class CleanupEngine:
 
     async def _on_not_found(
         self,
+        lane: _Lane,
         gw: Gateway,
         item: PendingTunnel,
         attempts: int,
@@ -698,7 +899,7 @@ class CleanupEngine:
         rerun retries it), or the job stops on an authentication error.
         """
         try:
-            where = await self._verifier.locate(item.tunnel)
+            where = await lane.verifier.locate(item.tunnel)
         except asyncio.CancelledError:  # the job is ending: the answer was known, not unknown
             with contextlib.suppress(JournalError):
                 self._journal.unclaim(item.tunnel)
@@ -706,7 +907,7 @@ class CleanupEngine:
         except (AuthError, SetupError) as exc:
             self._fatal = self._fatal or exc
             self._journal.unclaim(item.tunnel)
-            self._gateways.put_back(gw)
+            lane.gateways.put_back(gw)
             self.stop()
             return
         except TcvpcError as exc:
@@ -734,7 +935,7 @@ class CleanupEngine:
         if kind is WhereaboutsKind.DELETING and self.config.watch and not self._stopping:
             seen: WatchResult | None = None
             with contextlib.suppress(TcvpcError):
-                seen = await self._watcher.watch(item.tunnel)
+                seen = await lane.watcher.watch(item.tunnel)
             if seen is WatchResult.GONE:
                 self._record_gone(item, unknown, attempts, request_id)
                 return
@@ -754,7 +955,7 @@ class CleanupEngine:
         delay = min(self.config.requeue_cap, self.config.requeue_delay * 2**item.requeues)
         self._journal.requeue(item.tunnel, time.time() + delay, attempts)
         self._run.requeued += 1
-        self._gateways.put_back(gw)
+        lane.gateways.put_back(gw)
 
     def _record_gone(
         self,
@@ -807,6 +1008,7 @@ class CleanupEngine:
                 request_id=request_id,
                 inferred=inferred,
                 line=item.line,
+                region=item.region,
             )
         )
 

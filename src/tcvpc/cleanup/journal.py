@@ -23,6 +23,12 @@ Why SQLite and why these settings:
   guarantees trivially true (no thread can reorder "durable" and "reported"). Only the bulk
   ingest runs in a worker thread (1,000,000 lines: about 14 s, peak RSS about 45 MB).
 
+Each tunnel row carries its region (the input's ``Region`` column, else the job's ``--region``);
+``NULL`` only in rows migrated from schema 1, which predates the column: the command gives them
+the run's ``--region`` (:meth:`Journal.adopt_region`), since that one region was all a schema-1
+job could use. Opening a schema-1 journal migrates it in place (one ``ALTER TABLE``); a journal
+of a newer schema than this code knows is refused.
+
 States: ``pending`` (to do; ``not_before`` delays a requeued one), ``inflight`` (a delete may be on
 the wire), ``accepted`` (``--wait`` only: delete accepted, disappearance not yet seen), ``done``
 (``outcome`` is final: ``deleted``, ``already_gone`` or ``failed``). ``failed`` rows are retried by
@@ -62,7 +68,8 @@ __all__ = [
     "default_report_path",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2 added ``tunnels.region`` (schema 1 is migrated in place on open)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,6 +88,7 @@ CREATE TABLE IF NOT EXISTS tunnels (
     unknown INTEGER NOT NULL DEFAULT 0,
     accepted INTEGER NOT NULL DEFAULT 0,
     inferred INTEGER NOT NULL DEFAULT 0,
+    region TEXT,
     PRIMARY KEY (gw, conn)
 );
 CREATE INDEX IF NOT EXISTS tunnels_queue ON tunnels (gw, state, not_before);
@@ -212,6 +220,8 @@ class PendingTunnel:
     """An earlier attempt may have deleted it: a ``ResourceNotFound`` now means *deleted*."""
     accepted: bool
     """An earlier attempt was acknowledged (``--wait`` was waiting for it to disappear)."""
+    region: str | None = None
+    """Where to send it (``None``: the engine's default client)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +248,7 @@ class JournalRow:
     request_id: str | None
     attempts: int
     inferred: bool
+    region: str | None = None
 
 
 def default_journal_path(source: str) -> Path:
@@ -296,14 +307,29 @@ class Journal:
                 self._db = None
             raise JournalError(f"cannot open journal {self.path}: {exc}") from None
         version = self.get_meta("schema")
-        if version is None:
+        if version == "1":
+            self._migrate_from_1()
+        elif version is None:
             self.set_meta("schema", SCHEMA_VERSION)
         elif version != SCHEMA_VERSION:
             self._db.close()
             self._db = None
             raise JournalError(
-                f"journal {self.path} has schema {version}, expected {SCHEMA_VERSION}"
+                f"journal {self.path} has schema {version}, this tcvpc knows schema "
+                f"{SCHEMA_VERSION} and older: use a newer tcvpc, or another --journal"
             )
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 had no region: add the column (``NULL``: the run's ``--region``), one step."""
+        self._execute("BEGIN IMMEDIATE")
+        try:
+            self._execute("ALTER TABLE tunnels ADD COLUMN region TEXT")
+            self.set_meta("schema", SCHEMA_VERSION)
+            self._execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(JournalError):
+                self._execute("ROLLBACK")
+            raise
 
     def _execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
         """Every statement goes through here: any SQLite error becomes a :class:`JournalError`."""
@@ -525,8 +551,8 @@ class Journal:
                 assert isinstance(item, TunnelLine)
                 ref = item.tunnel
                 cur = self._execute(
-                    "INSERT OR IGNORE INTO tunnels (gw, conn, line) VALUES (?, ?, ?)",
-                    (ref.vpn_gateway_id, ref.vpn_connection_id, item.line),
+                    "INSERT OR IGNORE INTO tunnels (gw, conn, line, region) VALUES (?, ?, ?, ?)",
+                    (ref.vpn_gateway_id, ref.vpn_connection_id, item.line, item.region),
                 )
                 if cur.rowcount == 1:
                     tunnels += 1
@@ -574,18 +600,41 @@ class Journal:
         )
         return cur.rowcount
 
-    def pending_by_gateway(self) -> Iterator[tuple[str, int]]:
-        """``(gateway, pending count)`` for every gateway with work (one row per gateway)."""
-        cur = self._all("SELECT gw, COUNT(*) FROM tunnels WHERE state = 'pending' GROUP BY gw")
-        for gw, n in cur:
-            yield str(gw), int(n)
+    def adopt_region(self, region: str) -> int:
+        """Give rows without a region (migrated from schema 1) this one; returns how many."""
+        return self._execute(
+            "UPDATE tunnels SET region = ? WHERE region IS NULL", (region,)
+        ).rowcount
 
-    def next_pending(self, gateway: str, now: float | None = None) -> PendingTunnel | float | None:
-        """The gateway's next tunnel due now; else the wall time the next one is due; else None."""
+    def regions(self) -> list[str | None]:
+        """Every region of the journal's tunnels (``None``: rows without a region).
+
+        All of them, not only the pending ones: opening the queue turns in-flight and failed rows
+        of any region back into pending ones.
+        """
+        return [r for (r,) in self._all("SELECT DISTINCT region FROM tunnels")]
+
+    def pending_by_gateway(self) -> Iterator[tuple[str | None, str, int]]:
+        """``(region, gateway, pending count)`` for every gateway with work."""
+        cur = self._all(
+            "SELECT region, gw, COUNT(*) FROM tunnels WHERE state = 'pending' GROUP BY region, gw"
+        )
+        for region, gw, n in cur:
+            yield region, str(gw), int(n)
+
+    def next_pending(
+        self, gateway: str, now: float | None = None, *, region: str | None = None
+    ) -> PendingTunnel | float | None:
+        """The gateway's next tunnel due now; else the wall time the next one is due; else None.
+
+        Only rows of ``region`` (``None``: rows without one): a gateway ID listed under two
+        regions is two queues, each sent to its own region.
+        """
         row = self._one(
             "SELECT conn, line, attempts, requeues, unknown, accepted, not_before FROM tunnels "
-            "WHERE gw = ? AND state = 'pending' ORDER BY not_before, rowid LIMIT 1",
-            (gateway,),
+            "WHERE gw = ? AND state = 'pending' AND region IS ? "
+            "ORDER BY not_before, rowid LIMIT 1",
+            (gateway, region),
         )
         if row is None:
             return None
@@ -599,6 +648,7 @@ class Journal:
             requeues=int(requeues),
             unknown=bool(unknown),
             accepted=bool(accepted),
+            region=region,
         )
 
     def mark_inflight(self, tunnel: TunnelRef) -> None:
@@ -719,11 +769,11 @@ class Journal:
         """Every tunnel and invalid line in input-line order, streamed (for the report)."""
         cur = self._all(
             "SELECT line, gw, conn, CASE WHEN state = 'done' THEN outcome ELSE 'pending' END, "
-            "code, message, request_id, attempts, inferred FROM tunnels "
-            "UNION ALL SELECT line, NULL, NULL, 'invalid', 'InvalidLine', reason, NULL, 0, 0 "
-            "FROM invalid ORDER BY 1"
+            "code, message, request_id, attempts, inferred, region FROM tunnels "
+            "UNION ALL SELECT line, NULL, NULL, 'invalid', 'InvalidLine', reason, NULL, 0, 0, "
+            "NULL FROM invalid ORDER BY 1"
         )
-        for line, gw, conn, outcome, code, message, request_id, attempts, inferred in cur:
+        for line, gw, conn, outcome, code, message, request_id, attempts, inferred, region in cur:
             yield JournalRow(
                 line=int(line),
                 gateway=gw,
@@ -734,4 +784,5 @@ class Journal:
                 request_id=request_id,
                 attempts=int(attempts),
                 inferred=bool(inferred),
+                region=region,
             )

@@ -170,6 +170,8 @@ def summary_table(summary: Summary, *, title: str = "tcvpc cleanup") -> Table:
             table.add_row(f"    after {escape(code)}", str(n))
     if summary.requeued:
         table.add_row("  requeued (tunnel mid-task)", str(summary.requeued))
+    if summary.hedged:
+        table.add_row("  hedged (answer overdue, seen deleting)", str(summary.hedged))
     table.add_row("  elapsed", f"{summary.elapsed:.1f} s")
     table.add_row("  rate", f"{summary.effective_rate:.1f} tunnels/s")
     if summary.interrupted:

@@ -5,7 +5,9 @@ covers every run: each tunnel appears exactly once (duplicates were folded at in
 order, with its final outcome, or ``pending`` when the job stopped before reaching it. Invalid
 lines appear as outcome ``invalid`` with their ``line`` number and the reason in ``message``.
 
-JSON lines by default; a path ending in ``.csv`` gives CSV with the same columns. In CSV a cell a
+``Region`` is where the tunnel's delete was sent (the line's ``Region``, else the job's
+``--region``); empty for an invalid line. JSON lines by default; a path ending in ``.csv`` gives
+CSV with the same columns. In CSV a cell a
 spreadsheet would evaluate (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR: an API
 message is server-controlled text) gets a leading ``'`` (OWASP's rule); JSON lines stay raw.
 
@@ -36,6 +38,7 @@ REPORT_FIELDS = (
     "request_id",
     "attempts",
     "inferred",
+    "Region",
     "line",
 )
 
@@ -56,6 +59,7 @@ def _record(row: JournalRow) -> dict[str, object]:
         "request_id": row.request_id,
         "attempts": row.attempts,
         "inferred": row.inferred,
+        "Region": row.region,
         "line": row.line,
     }
 

@@ -8,10 +8,17 @@ its line number and the reason, and the next line goes on.
 
 The format is detected per line, so CSV and JSON lines may even be mixed:
 
-* a line starting with ``{`` is JSON with the keys ``VpnGatewayId`` and ``VpnConnectionId``;
+* a line starting with ``{`` is JSON with the keys ``VpnGatewayId`` and ``VpnConnectionId``, and
+  optionally ``Region``;
 * anything else is CSV: ``VpnGatewayId,VpnConnectionId``. A header naming both columns is
-  optional; when present it fixes the column order (extra columns are ignored);
+  optional; when present it fixes the column order, may name a ``Region`` column, and other
+  columns are ignored;
 * blank lines and lines starting with ``#`` are skipped.
+
+A line without a region (no ``Region`` column, or an empty cell) goes to the job's ``--region``. A
+region must be one of :data:`~tcvpc.regions.KNOWN_REGIONS` (a typo would otherwise send deletes
+to a region where the tunnel does not exist), unless ``any_region`` lets any well-formed name
+through (a region newer than tcvpc's list).
 
 IDs must look like real ones (``vpngw-``/``vpnx-`` + 8 lowercase letters or digits): a typo is
 reported as an invalid line instead of costing a request that would fail anyway.
@@ -27,6 +34,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -42,12 +50,14 @@ from tcvpc.models import (
     looks_like_connection_id,
     looks_like_gateway_id,
 )
+from tcvpc.regions import is_known_region
 from tcvpc.retry import RetryPolicy
 
 __all__ = [
     "CONNECTION_COLUMN",
     "DEFAULT_MAX_LINE_BYTES",
     "GATEWAY_COLUMN",
+    "REGION_COLUMN",
     "InputError",
     "InvalidLine",
     "LineDigests",
@@ -62,6 +72,9 @@ __all__ = [
 
 GATEWAY_COLUMN = "VpnGatewayId"
 CONNECTION_COLUMN = "VpnConnectionId"
+REGION_COLUMN = "Region"
+_REGION_SHAPE = re.compile(r"[a-z]{2}-[a-z0-9]+(?:-[a-z0-9]+)*")
+"""What a region newer than tcvpc's list must still look like (``ap-guangzhou``, ``ap-x-fsi``)."""
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 """Real lines are about 40 bytes; the bound only stops a runaway line from costing memory."""
@@ -81,6 +94,8 @@ class TunnelLine:
 
     line: int
     tunnel: TunnelRef
+    region: str | None = None
+    """The line's ``Region``; ``None``: the job's default region."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,16 +153,18 @@ def _is_dev_null(info: os.stat_result) -> bool:
 
 
 def read_input(
-    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    path: str | Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, any_region: bool = False
 ) -> Iterator[SourceItem]:
     """Open ``path`` immediately (errors surface here) and stream its items."""
     stream = open_input(path)
-    return _read_and_close(stream, max_line_bytes, close=str(path) != "-")
+    return _read_and_close(stream, max_line_bytes, any_region, close=str(path) != "-")
 
 
-def _read_and_close(stream: BinaryIO, max_line_bytes: int, *, close: bool) -> Iterator[SourceItem]:
+def _read_and_close(
+    stream: BinaryIO, max_line_bytes: int, any_region: bool, *, close: bool
+) -> Iterator[SourceItem]:
     try:
-        yield from read_items(stream, max_line_bytes=max_line_bytes)
+        yield from read_items(stream, max_line_bytes=max_line_bytes, any_region=any_region)
     except OSError as exc:  # e.g. EIO halfway through: the rest cannot be read
         raise InputError(f"error while reading input: {exc.strerror or exc}") from None
     finally:
@@ -196,6 +213,7 @@ def read_items(
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     digests: LineDigests | None = None,
+    any_region: bool = False,
 ) -> Iterator[SourceItem]:
     """Stream the items of a binary input; any bytes give items or invalid lines, never a crash.
 
@@ -204,7 +222,7 @@ def read_items(
     """
     if max_line_bytes < 1:
         raise ValueError("max_line_bytes must be >= 1")
-    return _parse(_decode(_raw_lines(stream, max_line_bytes, digests), max_line_bytes))
+    return _parse(_decode(_raw_lines(stream, max_line_bytes, digests), max_line_bytes), any_region)
 
 
 def _raw_lines(
@@ -268,13 +286,22 @@ def _decode(lines: Iterable[bytes | None], limit: int) -> Iterator[str | _Unread
         first = False
 
 
-def parse_lines(lines: Iterable[str]) -> Iterator[SourceItem]:
+def parse_lines(lines: Iterable[str], *, any_region: bool = False) -> Iterator[SourceItem]:
     """Turn text lines into items, numbering lines from 1 (blank and ``#`` lines count too)."""
-    return _parse(lines)
+    return _parse(lines, any_region)
 
 
-def _parse(lines: Iterable[str | _Unreadable]) -> Iterator[SourceItem]:
-    columns: tuple[int, int] | None = None  # (gateway index, connection index) from a header
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where a CSV header put the columns."""
+
+    gateway: int
+    connection: int
+    region: int | None
+
+
+def _parse(lines: Iterable[str | _Unreadable], any_region: bool) -> Iterator[SourceItem]:
+    columns: _Columns | None = None
     seen_data = False
     for number, raw in enumerate(lines, start=1):
         if isinstance(raw, _Unreadable):
@@ -290,7 +317,7 @@ def _parse(lines: Iterable[str | _Unreadable]) -> Iterator[SourceItem]:
             continue
         if text.startswith("{"):
             seen_data = True
-            yield _parse_json(number, text)
+            yield _parse_json(number, text, any_region)
             continue
         fields = _split_csv(text)
         if not seen_data and columns is None:
@@ -299,7 +326,7 @@ def _parse(lines: Iterable[str | _Unreadable]) -> Iterator[SourceItem]:
                 columns = header
                 continue
         seen_data = True
-        yield _parse_csv(number, fields, columns, text)
+        yield _parse_csv(number, fields, columns, text, any_region)
 
 
 def _split_csv(text: str) -> list[str]:
@@ -310,12 +337,15 @@ def _split_csv(text: str) -> list[str]:
     return [f.strip() for f in row]
 
 
-def _header_columns(fields: Sequence[str]) -> tuple[int, int] | None:
+def _header_columns(fields: Sequence[str]) -> _Columns | None:
     lowered = [f.lower() for f in fields]
     try:
-        return lowered.index(GATEWAY_COLUMN.lower()), lowered.index(CONNECTION_COLUMN.lower())
+        gateway = lowered.index(GATEWAY_COLUMN.lower())
+        connection = lowered.index(CONNECTION_COLUMN.lower())
     except ValueError:
         return None
+    region = lowered.index(REGION_COLUMN.lower()) if REGION_COLUMN.lower() in lowered else None
+    return _Columns(gateway, connection, region)
 
 
 def _excerpt(text: str) -> str:
@@ -323,8 +353,9 @@ def _excerpt(text: str) -> str:
 
 
 def _parse_csv(
-    number: int, fields: Sequence[str], columns: tuple[int, int] | None, text: str
+    number: int, fields: Sequence[str], columns: _Columns | None, text: str, any_region: bool
 ) -> SourceItem:
+    region: str | None = None
     if columns is None:
         if len(fields) != 2:
             return InvalidLine(
@@ -334,14 +365,15 @@ def _parse_csv(
             )
         gateway, connection = fields
     else:
-        gi, ci = columns
-        if max(gi, ci) >= len(fields):
+        if max(columns.gateway, columns.connection) >= len(fields):
             return InvalidLine(number, f"missing columns: {_excerpt(text)!r}")
-        gateway, connection = fields[gi], fields[ci]
-    return _validate(number, gateway, connection)
+        gateway, connection = fields[columns.gateway], fields[columns.connection]
+        if columns.region is not None and columns.region < len(fields):
+            region = fields[columns.region] or None  # an empty cell: the default region
+    return _validate(number, gateway, connection, region, any_region)
 
 
-def _parse_json(number: int, text: str) -> SourceItem:
+def _parse_json(number: int, text: str, any_region: bool) -> SourceItem:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -358,10 +390,16 @@ def _parse_json(number: int, text: str) -> SourceItem:
         return InvalidLine(
             number, f"a JSON line needs string keys {GATEWAY_COLUMN} and {CONNECTION_COLUMN}"
         )
-    return _validate(number, gateway.strip(), connection.strip())
+    region = obj.get(REGION_COLUMN)
+    if region is not None and not isinstance(region, str):
+        return InvalidLine(number, f"{REGION_COLUMN} must be a string")
+    region = region.strip() if region else None
+    return _validate(number, gateway.strip(), connection.strip(), region or None, any_region)
 
 
-def _validate(number: int, gateway: str, connection: str) -> SourceItem:
+def _validate(
+    number: int, gateway: str, connection: str, region: str | None, any_region: bool
+) -> SourceItem:
     if not looks_like_gateway_id(gateway):
         return InvalidLine(
             number,
@@ -374,7 +412,14 @@ def _validate(number: int, gateway: str, connection: str) -> SourceItem:
             f"{CONNECTION_COLUMN} {_excerpt(connection)!r} is not a VPN connection ID "
             "(vpnx- and 8 lowercase letters or digits)",
         )
-    return TunnelLine(number, TunnelRef(gateway, connection))
+    if region is not None and not (
+        is_known_region(region) or (any_region and _REGION_SHAPE.fullmatch(region))
+    ):
+        hint = (
+            "not a region name" if any_region else "unknown region (--any-region lets it through)"
+        )
+        return InvalidLine(number, f"{REGION_COLUMN} {_excerpt(region)!r}: {hint}")
+    return TunnelLine(number, TunnelRef(gateway, connection), region)
 
 
 def _chunks(values: Sequence[str], size: int) -> list[list[str]]:

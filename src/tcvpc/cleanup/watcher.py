@@ -20,7 +20,9 @@ How the polls are shaped:
   then); while the window ``(lo, hi)`` is wide, one watch in three looks at its middle instead
   (a bisection across tunnels), so the window narrows to the true duration within a few dozen
   tunnels. A tunnel still there is looked at again after 10% of the time it has been watched
-  (at least 20 ms, at most 2 s): quick for short tasks, cheap for long ones.
+  (at least 20 ms, at most 2 s): quick for short tasks, cheap for long ones; but while it is
+  younger than twice the learned duration, after at most 2% of that duration and at least
+  10 ms (a look just before the end is the common case, and its gateway idles until the next).
 * **Coalescing.** When a look is due, tunnels due within the next few milliseconds ride along, so
   calls carry 5 IDs whenever there are 5 to carry.
 * **A failed poll is not retried, it is re-polled.** A poll that meets an error (throttled, a
@@ -28,6 +30,13 @@ How the polls are shaped:
   ``retry_after``: a retry inside the call would sleep for the throttle schedule (seconds) while
   up to five gateways wait for the answer, and the next look is a retry anyway (the client's
   limiter and throttle pacer still bound the rate).
+* **A stalled poll is abandoned.** A poll unanswered after four times the 95th percentile of
+  recent polls (at least ``min_poll_timeout``) is cancelled and its tunnels are polled again at
+  once: Describe only reads, and up to five gateways wait on its answer.
+* **Looks for the engine's hedge.** :meth:`DeletionWatcher.look` asks once, as soon as possible
+  (riding in the next batch), whether a tunnel whose delete has not been answered yet is
+  ``DELETING`` or gone: the engine frees its gateway on that evidence instead of waiting out a
+  stalled answer. A hedged watch does not teach the estimator (its start is not the delete's).
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class WatchResult(enum.Enum):
     """The tunnel is there but no longer ``DELETING``: the task ended without deleting it."""
     TIMEOUT = "timeout"
     """Still ``DELETING`` after the watcher's timeout."""
+    DELETING = "deleting"
+    """Only from :meth:`DeletionWatcher.look`: the tunnel is ``DELETING`` (a delete acted)."""
 
 
 class DelayEstimator:
@@ -101,6 +112,10 @@ class _Watch:
     tunnel: TunnelRef = field(compare=False)
     since: float = field(compare=False)
     future: asyncio.Future[WatchResult] = field(compare=False)
+    once: bool = field(default=False, compare=False)
+    """A :meth:`DeletionWatcher.look`: answer ``DELETING`` instead of watching on."""
+    learn: bool = field(default=True, compare=False)
+    """Whether what it sees teaches the estimator (``since`` is the delete's acknowledgement)."""
 
 
 class DeletionWatcher:
@@ -114,7 +129,8 @@ class DeletionWatcher:
         min_recheck: float = 0.02,
         max_recheck: float = 2.0,
         max_concurrent_polls: int = 8,
-        retry_after: float = 0.1,
+        retry_after: float = 0.02,
+        min_poll_timeout: float = 0.25,
         estimator: DelayEstimator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -123,6 +139,8 @@ class DeletionWatcher:
         self.min_recheck = min_recheck
         self.max_recheck = max_recheck
         self.retry_after = retry_after
+        self.min_poll_timeout = min_poll_timeout
+        self._poll_times: deque[float] = deque(maxlen=128)
         self.estimator = estimator or DelayEstimator()
         self._clock = clock
         self._heap: list[_Watch] = []
@@ -137,20 +155,35 @@ class DeletionWatcher:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def watch(self, tunnel: TunnelRef, since: float | None = None) -> asyncio.Future[WatchResult]:
+    def watch(
+        self, tunnel: TunnelRef, since: float | None = None, *, learn: bool = True
+    ) -> asyncio.Future[WatchResult]:
         """Start watching a tunnel whose delete was acknowledged at ``since`` (default: now).
 
-        Once the watcher has stopped, the future comes back cancelled: nobody would resolve it.
+        ``learn=False`` when ``since`` is not the acknowledgement (a hedged delete): what it
+        sees then says nothing about the delete's duration. Once the watcher has stopped, the
+        future comes back cancelled: nobody would resolve it.
         """
         start = self._clock() if since is None else since
-        future: asyncio.Future[WatchResult] = asyncio.get_running_loop().create_future()
+        due = start + self.estimator.first_look()
+        return self._add(_Watch(due, 0, tunnel, start, self._future(), learn=learn))
+
+    def look(self, tunnel: TunnelRef) -> asyncio.Future[WatchResult]:
+        """Look once, as soon as possible: ``GONE``, ``DELETING`` or ``NOT_DELETING``."""
+        now = self._clock()
+        return self._add(_Watch(now, 0, tunnel, now, self._future(), once=True, learn=False))
+
+    def _future(self) -> asyncio.Future[WatchResult]:
+        return asyncio.get_running_loop().create_future()
+
+    def _add(self, entry: _Watch) -> asyncio.Future[WatchResult]:
         if self._stopped:
-            future.cancel()
-            return future
-        entry = _Watch(start + self.estimator.first_look(), next(self._seq), tunnel, start, future)
+            entry.future.cancel()
+            return entry.future
+        entry.seq = next(self._seq)
         heapq.heappush(self._heap, entry)
         self._changed.set()
-        return future
+        return entry.future
 
     async def run(self) -> None:
         """Poll forever (until cancelled); cancelling also cancels every pending future.
@@ -206,36 +239,53 @@ class DeletionWatcher:
         Never before the learned upper bound (a tunnel watched before anything was learned
         catches up with what its neighbours taught), else after 10% of its age.
         """
-        recheck = min(self.max_recheck, max(self.min_recheck, 0.1 * (now - entry.since)))
+        age = now - entry.since
+        recheck = min(self.max_recheck, max(self.min_recheck, 0.1 * age))
         _, hi = self.estimator.bounds
-        if hi is not None and entry.since + hi > now + recheck:
-            return entry.since + hi
+        if hi is not None:
+            if entry.since + hi > now + recheck:
+                return entry.since + hi
+            if age < 2 * hi:  # about when the task ends: a gateway waits on every late look
+                recheck = max(self.min_recheck / 2, min(recheck, 0.02 * hi))
         return now + recheck
+
+    def _poll_timeout(self) -> float:
+        if len(self._poll_times) < 8:
+            return max(self.min_poll_timeout, 1.0)
+        ordered = sorted(self._poll_times)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return max(self.min_poll_timeout, 4.0 * p95)
+
+    async def _describe(self, ids: list[str]) -> dict[str, TunnelState]:
+        return {
+            c.vpn_connection_id: c.state
+            async for c in self._client.describe_vpn_connections(
+                filters={"vpn-connection-id": ids}, retry_policy=_POLL_POLICY
+            )
+        }
 
     async def _poll(self, batch: list[_Watch]) -> None:
         try:
             ids = [w.tunnel.vpn_connection_id for w in batch]
             sent = self._clock()
             try:
-                states = {
-                    c.vpn_connection_id: c.state
-                    async for c in self._client.describe_vpn_connections(
-                        filters={"vpn-connection-id": ids}, retry_policy=_POLL_POLICY
-                    )
-                }
+                async with asyncio.timeout(self._poll_timeout()):
+                    states = await self._describe(ids)
             except AuthError as exc:
                 self.fatal = exc
                 for w in batch:
                     if not w.future.done():
                         w.future.set_exception(exc)
                 return
-            except TcvpcError:
+            except (TcvpcError, TimeoutError) as exc:
                 now = self._clock()
+                stalled = isinstance(exc, TimeoutError) and not isinstance(exc, TcvpcError)
                 for w in batch:
-                    w.due = now + self.retry_after
+                    w.due = now if stalled else now + self.retry_after
                     self._reschedule(w, now)
                 return
             now = self._clock()
+            self._poll_times.append(now - sent)
             seen_at = (sent + now) / 2
             self.polls += 1
             for w in batch:
@@ -243,12 +293,16 @@ class DeletionWatcher:
                     continue
                 state = states.get(w.tunnel.vpn_connection_id)
                 if state is None:
-                    self.estimator.saw_gone(seen_at - w.since)
+                    if w.learn:
+                        self.estimator.saw_gone(seen_at - w.since)
                     w.future.set_result(WatchResult.GONE)
                 elif state is not TunnelState.DELETING:
                     w.future.set_result(WatchResult.NOT_DELETING)
+                elif w.once:
+                    w.future.set_result(WatchResult.DELETING)
                 else:
-                    self.estimator.saw_present(seen_at - w.since)
+                    if w.learn:
+                        self.estimator.saw_present(seen_at - w.since)
                     w.due = self._next_look(w, now)
                     self._reschedule(w, now)
         finally:
