@@ -29,9 +29,10 @@ async def _two_clients_delete(emu: Emulator, per_client: int, **kw: object) -> N
 
         await asyncio.gather(*(one(g, t) for g, t in todo))
 
+    credential = kw.pop("credential", DEMO)
     async with (
-        VpcClient(DEMO, region=DEMO_REGION, endpoint=emu.url, **kw) as a,  # type: ignore[arg-type]
-        VpcClient(DEMO, region=DEMO_REGION, endpoint=emu.url, **kw) as b,  # type: ignore[arg-type]
+        VpcClient(credential, region=DEMO_REGION, endpoint=emu.url, **kw) as a,  # type: ignore[arg-type]
+        VpcClient(credential, region=DEMO_REGION, endpoint=emu.url, **kw) as b,  # type: ignore[arg-type]
     ):
         await asyncio.gather(run(a, halves[0]), run(b, halves[1]))
 
@@ -41,6 +42,22 @@ async def test_two_default_clients_stay_under_the_limit_together() -> None:
     config = EmulatorConfig(gateways=60, tunnels_per_gateway=5, delete_seconds=0, mutex_seconds=0)
     async with Emulator(config) as emu:
         await _two_clients_delete(emu, 150)
+        stats = emu.stats()
+    assert stats["max_requests_per_second"]["by_action"]["DeleteVpnConnection"] <= 100
+    assert stats["throttled"] == 0
+    assert stats["tunnels_deleted"] == 300
+
+
+@pytest.mark.slow
+async def test_two_clients_with_keys_from_the_environment_share_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The most common set-up: no credential argument, keys in TENCENTCLOUD_SECRET_ID/_KEY.
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEMO_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEMO_SECRET_KEY)
+    config = EmulatorConfig(gateways=60, tunnels_per_gateway=5, delete_seconds=0, mutex_seconds=0)
+    async with Emulator(config) as emu:
+        await _two_clients_delete(emu, 150, credential=None)
         stats = emu.stats()
     assert stats["max_requests_per_second"]["by_action"]["DeleteVpnConnection"] <= 100
     assert stats["throttled"] == 0

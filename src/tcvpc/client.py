@@ -274,6 +274,10 @@ class VpcClient:
         if isinstance(credential, Credential):
             self._account = credential.secret_id
             self._credentials: CredentialProvider = StaticProvider(credential)
+        elif isinstance(credential, StaticProvider):
+            # Keys from the environment or the profile file: one account, so one shared budget.
+            self._account = credential.credential.secret_id
+            self._credentials = credential
         elif isinstance(credential, CredentialProvider):
             self._account = f"provider-{id(credential):x}"
             self._credentials = credential
