@@ -104,6 +104,12 @@ class TcvpcError(Exception):
     retry_budget_exhausted: bool = False
     """True when a retry was due but the client's retry budget could not pay for it."""
 
+    @property
+    def may_have_taken_effect(self) -> bool:
+        """Whether the failed call may have acted anyway: its last attempt or an earlier one
+        ended with an unknown outcome (a timeout, a dropped connection, a proxy's error)."""
+        return self.outcome_unknown or self.after_unknown_outcome
+
 
 class CredentialsError(TcvpcError):
     """No usable credential: none found, or a temporary one expired and could not be renewed.

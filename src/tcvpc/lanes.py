@@ -305,11 +305,11 @@ class GatewayLanes:
                 exc.attempts += attempts
                 exc.after_unknown_outcome = exc.after_unknown_outcome or unknown
                 if exc.retry_kind is not RetryKind.GATEWAY_BUSY:
-                    if exc.outcome_unknown or exc.after_unknown_outcome:
+                    if exc.may_have_taken_effect:
                         lane.accepted_at = self._clock()  # it may hold the gateway now
                     raise
                 attempts = exc.attempts
-                unknown = exc.after_unknown_outcome or exc.outcome_unknown
+                unknown = exc.may_have_taken_effect
                 busy += 1
                 self.stats.busy += 1
                 not_before = self._after_busy(lane, since_accept, busy, policy)

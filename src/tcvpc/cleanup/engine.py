@@ -1033,6 +1033,5 @@ def _cannot_reach_api(exc: TcvpcError, *, first: bool) -> bool:
 
 
 def _may_have_taken_effect(exc: BaseException) -> bool:
-    """Whether the failed call's delete may have happened anyway: its last attempt or an earlier
-    one ended with an unknown outcome (timeout, dropped connection, proxy error)."""
-    return isinstance(exc, TcvpcError) and (exc.outcome_unknown or exc.after_unknown_outcome)
+    """Whether the failed call's delete may have happened anyway (see ``TcvpcError``)."""
+    return isinstance(exc, TcvpcError) and exc.may_have_taken_effect
