@@ -170,6 +170,15 @@ class CleanupOptions:
 # -- the command ------------------------------------------------------------------------------
 
 
+verbose_option = click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Show the library's log lines: -v each failed call and warning, -vv every retry.",
+)
+"""The log-verbosity flag of ``tcvpc cleanup`` and ``tcvpc demo`` (see ``configure_logging``)."""
+
+
 @click.command("cleanup")
 @click.option(
     "--input", "input_", metavar="FILE|-", help="CSV or JSON lines of tunnels; - is stdin."
@@ -251,12 +260,7 @@ class CleanupOptions:
     metavar="URL",
     help="Send every request through this http(s) proxy (default: HTTPS_PROXY / NO_PROXY).",
 )
-@click.option(
-    "--verbose",
-    "-v",
-    count=True,
-    help="Show the library's log lines: -v each failed call and warning, -vv every retry.",
-)
+@verbose_option
 def cleanup_command(
     input_: str | None,
     gateways: tuple[str, ...],

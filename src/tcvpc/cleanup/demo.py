@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from tcvpc.cleanup.command import EXIT_INTERRUPTED, CleanupOptions, cleanup
+from tcvpc.cleanup.command import EXIT_INTERRUPTED, CleanupOptions, cleanup, verbose_option
 from tcvpc.cleanup.progress import configure_logging
 from tcvpc.credentials import Credential
 from tcvpc.ratelimit import DEFAULT_RATE
@@ -41,12 +41,7 @@ __all__ = ["demo_command", "run_demo"]
 )
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--report", metavar="PATH", help="Also write the per-tunnel report.")
-@click.option(
-    "--verbose",
-    "-v",
-    count=True,
-    help="Show the library's log lines: -v each failed call and warning, -vv every retry.",
-)
+@verbose_option
 def demo_command(
     gateways: int,
     tunnels_per_gateway: int,
