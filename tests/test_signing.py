@@ -106,3 +106,43 @@ def test_agrees_with_official_sdk(
         service="vpc",
     )
     assert ours == _sdk_signature(key, host, ct, body, ts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=_keys,
+    host=_hosts,
+    text=st.text(max_size=40),
+    # Around day boundaries too: the cached date and key must follow the UTC day.
+    ts=st.integers(min_value=0, max_value=4_000_000_000)
+    | st.integers(min_value=0, max_value=40_000).map(lambda d: d * 86_400 + (-1, 0, 1)[d % 3]),
+    ct=st.sampled_from(["application/json", "Application/JSON; charset=utf-8 "]),
+)
+def test_authorization_agrees_with_the_sdk_and_the_spelled_out_steps(
+    key: str, host: str, text: str, ts: int, ct: str
+) -> None:
+    """``authorization`` caches its constant parts: it must still equal the steps it skips."""
+    ts, body = max(ts, 0), text.encode("utf-8")
+    canonical, signed = signing.canonical_request({"content-type": ct, "host": host}, body)
+    to_sign = signing.string_to_sign(canonical, timestamp=ts, service="vpc")
+    sig = signing.signature(key, to_sign, timestamp=ts, service="vpc")
+    auth = signing.authorization(
+        secret_id="AKIDx",
+        secret_key=key,
+        service="vpc",
+        host=host,
+        content_type=ct,
+        payload=body,
+        timestamp=ts,
+    )
+    scope = f"{signing.utc_date(ts)}/vpc/tc3_request"
+    assert auth == f"TC3-HMAC-SHA256 Credential=AKIDx/{scope}, SignedHeaders={signed}, Signature={sig}"
+    if ct == "application/json":  # the SDK signs the content type as given
+        assert sig == _sdk_signature(key, host, ct, body, ts)
+
+
+def test_utc_date_follows_the_utc_day() -> None:
+    assert signing.utc_date(0) == "1970-01-01"
+    assert signing.utc_date(86_399) == "1970-01-01"
+    assert signing.utc_date(86_400) == "1970-01-02"
+    assert signing.utc_date(EX_TS) == "2019-02-25"

@@ -326,6 +326,7 @@ class VpcClient:
         self._closed = False
         self._clock_offset = 0.0
         self._warned_id_shape = False
+        self._header_base: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"VpcClient(region={self.region!r}, endpoint={self.endpoint.url!r})"
@@ -771,28 +772,33 @@ class VpcClient:
     def _signed_headers(
         self, action: str, body: bytes, credential: Credential, timestamp: int
     ) -> dict[str, str]:
-        headers = {
-            "Host": self.endpoint.host_header,
-            "Content-Type": CONTENT_TYPE,
-            "X-TC-Action": action,
-            "X-TC-Version": API_VERSION,
-            "X-TC-Timestamp": str(timestamp),
-            "X-TC-Region": self.region,
-            "X-TC-RequestClient": "tcvpc",
-            "Authorization": signing.authorization(
-                secret_id=credential.secret_id,
-                secret_key=credential.secret_key,
-                service=SERVICE,
-                host=self.endpoint.host_header,
-                content_type=CONTENT_TYPE,
-                payload=body,
-                timestamp=timestamp,
-            ),
-        }
+        base = self._header_base.get(action)
+        if base is None:  # what every request of this action sends, built once
+            base = {
+                "Host": self.endpoint.host_header,
+                "Content-Type": CONTENT_TYPE,
+                "X-TC-Action": action,
+                "X-TC-Version": API_VERSION,
+                "X-TC-Region": self.region,
+                "X-TC-RequestClient": "tcvpc",
+            }
+            if self._language:
+                base["X-TC-Language"] = self._language
+            if len(self._header_base) < 64:  # any action name may be called: keep a few
+                self._header_base[action] = base
+        headers = base.copy()
+        headers["X-TC-Timestamp"] = str(timestamp)
+        headers["Authorization"] = signing.authorization(
+            secret_id=credential.secret_id,
+            secret_key=credential.secret_key,
+            service=SERVICE,
+            host=self.endpoint.host_header,
+            content_type=CONTENT_TYPE,
+            payload=body,
+            timestamp=timestamp,
+        )
         if credential.token:
             headers["X-TC-Token"] = credential.token
-        if self._language:
-            headers["X-TC-Language"] = self._language
         return headers
 
     def _count_error(self, action: str, exc: TcvpcError) -> None:
