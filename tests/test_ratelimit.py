@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tcvpc import Credential, LimiterRegistry, RetryPolicy, StrictRateLimiter, VpcClient
 from tcvpc.adaptive import BETA
-from tcvpc.ratelimit import AdaptiveLimiter, shared_limiters
+from tcvpc.ratelimit import AdaptiveLimiter, Permit, shared_limiters
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -292,3 +292,55 @@ async def test_adaptive_limiter_is_fifo_and_cancellation_safe() -> None:
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 6
     assert order == [i for i in range(30) if i < 12 or i % 3]
+
+
+async def test_a_free_permit_comes_without_suspending() -> None:
+    """What the client relies on to skip its deadline timer: ``try_acquire`` never waits, and
+    ``acquire`` returns a free permit in one step."""
+    for limiter in (StrictRateLimiter(1000), AdaptiveLimiter(StrictRateLimiter(1000))):
+        permit = limiter.try_acquire()
+        assert permit is not None
+        step = limiter.acquire()
+        with pytest.raises(StopIteration):
+            step.send(None)
+        permit.release()
+
+
+async def test_try_acquire_never_overtakes_a_queued_call() -> None:
+    # Two permits fill the window; the third call waits for it, the fourth queues behind.
+    limiter = StrictRateLimiter(1000, window_limit=2, latency_allowance=0.0)
+    for _ in range(2):
+        (await limiter.acquire()).release()
+    overtaken: list[object] = []
+
+    async def third() -> None:
+        (await limiter.acquire()).release()
+        # The fourth was woken when the lock passed to it but has not run yet: the window and
+        # the bucket would allow a permit now, which must still go to the fourth first.
+        overtaken.append(limiter.try_acquire())
+
+    three = asyncio.create_task(third())
+    await asyncio.sleep(0)
+    four = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    assert limiter.try_acquire() is None  # the window holds
+    await asyncio.wait_for(three, 5)
+    assert overtaken == [None]
+    (await asyncio.wait_for(four, 5)).release()
+
+
+async def test_permit_release_is_idempotent_and_observable() -> None:
+    loop = asyncio.get_running_loop()
+    early = Permit(loop)
+    waiter = early._released  # made before the release: completed by it
+    assert early.ended is None
+    assert not waiter.done()
+    early.release()
+    ended = early.ended
+    assert ended is not None
+    assert waiter.result() == ended
+    early.release()
+    assert early.ended == ended
+    late = Permit(loop)
+    late.release()
+    assert late._released.result() == late.ended  # made after the release: already done

@@ -136,7 +136,8 @@ def test_authorization_agrees_with_the_sdk_and_the_spelled_out_steps(
         timestamp=ts,
     )
     scope = f"{signing.utc_date(ts)}/vpc/tc3_request"
-    assert auth == f"TC3-HMAC-SHA256 Credential=AKIDx/{scope}, SignedHeaders={signed}, Signature={sig}"
+    credential = f"Credential=AKIDx/{scope}"
+    assert auth == f"TC3-HMAC-SHA256 {credential}, SignedHeaders={signed}, Signature={sig}"
     if ct == "application/json":  # the SDK signs the content type as given
         assert sig == _sdk_signature(key, host, ct, body, ts)
 

@@ -92,6 +92,8 @@ API_VERSION = "2017-03-12"
 SERVICE = "vpc"
 CONTENT_TYPE = "application/json"
 ENV_REGION = "TENCENTCLOUD_REGION"
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""The request body's encoding (one encoder: ``json.dumps`` with options builds one per call)."""
 
 
 @dataclass(slots=True)
@@ -148,6 +150,8 @@ class _Call:
     outcome_unknown: bool = False
     """Some finished attempt may have acted although we saw no answer."""
     retrying: CallRetrying | None = None
+    try_acquire: Callable[[], Permit | None] | None = None
+    """The limiter's non-waiting acquire, when it has one (the local limiters do)."""
 
     @property
     def deadline_at(self) -> float:
@@ -498,10 +502,12 @@ class VpcClient:
             raise ValueError("deadline must be a positive number of seconds")
         loop = self._check_loop()
         self._ensure_session()
-        body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = _JSON.encode(params).encode("utf-8")
         limiter = self.limiters.get(account=self._account, region=self.region, action=action)
         self._limiters_used[action] = limiter
-        return _Call(action, body, loop, limiter, policy, loop.time(), deadline, remember)
+        call = _Call(action, body, loop, limiter, policy, loop.time(), deadline, remember)
+        call.try_acquire = getattr(limiter, "try_acquire", None)
+        return call
 
     async def _run(self, call: _Call) -> dict[str, Any]:
         """The first attempt inline (most calls need nothing more); tenacity for the rest."""
@@ -577,6 +583,11 @@ class VpcClient:
                 action=call.action,
                 max_waiting=max_waiting,
             )
+        try_acquire = call.try_acquire
+        if try_acquire is not None:  # a permit free at once needs no deadline timer
+            permit = try_acquire()
+            if permit is not None:
+                return permit
         self._waiting += 1
         queued = loop.time()
         timeout = asyncio.timeout(remaining)

@@ -48,16 +48,55 @@ _EPSILON = 0.001
 class Permit:
     """Permission for one request; call :meth:`release` when the request has ended."""
 
-    __slots__ = ("_released", "started")
+    __slots__ = ("_ended", "_loop", "_waiter", "started")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self.started = loop.time()
-        self._released: asyncio.Future[float] = loop.create_future()
+        self._ended: float | None = None
+        self._waiter: asyncio.Future[float] | None = None
+
+    @property
+    def ended(self) -> float | None:
+        """``loop.time()`` when the permit was released, or ``None`` while its request runs."""
+        return self._ended
 
     def release(self) -> None:
         """Mark the request as ended (answered, failed or cancelled). Idempotent."""
-        if not self._released.done():
-            self._released.set_result(self._released.get_loop().time())
+        if self._ended is None:
+            self._ended = self._loop.time()
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(self._ended)
+
+    @property
+    def _released(self) -> asyncio.Future[float]:
+        """A future with the release time, done once released. Made on demand: most permits
+        are never waited for, and a future per request would cost every request."""
+        if self._waiter is None:
+            self._waiter = self._loop.create_future()
+            if self._ended is not None:
+                self._waiter.set_result(self._ended)
+        return self._waiter
+
+
+def _take_token_now(bucket: AsyncLimiter) -> bool:
+    """Take one token from ``bucket`` without waiting, or take none and return ``False``.
+
+    aiolimiter has no non-blocking acquire, but its ``acquire()`` returns without suspending
+    when ``has_capacity()`` says a token is there: run it to completion here. Should it ever
+    suspend (a later aiolimiter), it is closed before it queued for long and the caller waits
+    the usual way.
+    """
+    if not bucket.has_capacity():
+        return False
+    step = bucket.acquire()
+    try:
+        step.send(None)
+    except StopIteration:
+        return True
+    step.close()
+    return False
 
 
 @runtime_checkable
@@ -127,26 +166,62 @@ class StrictRateLimiter:
         capacity = min(_BUCKET_MAX, max(_BUCKET_MIN, self.rate * _CATCH_UP))
         self._bucket = AsyncLimiter(capacity, capacity / self.rate)
         self._fifo = asyncio.Lock()
+        self._queued = 0
+        """Calls inside :meth:`acquire`'s queue: while any, no permit is handed out at once."""
         self._recent: deque[Permit] = deque(maxlen=self.window_limit)
 
+    def try_acquire(self) -> Permit | None:
+        """A permit now, when one is free without waiting and nobody queues; else ``None``.
+
+        Never waits and never overtakes a queued call: what :meth:`acquire` would grant at once.
+        """
+        if self._queued:
+            return None
+        recent = self._recent
+        if len(recent) == self.window_limit and self._window_holds(recent[0]):
+            return None
+        if not _take_token_now(self._bucket):
+            return None
+        permit = Permit(asyncio.get_running_loop())
+        recent.append(permit)
+        return permit
+
     async def acquire(self) -> Permit:
-        async with self._fifo:
-            if len(self._recent) == self.window_limit:
-                await self._one_window_after(self._recent[0])
-            await self._bucket.acquire()
-            permit = Permit(asyncio.get_running_loop())
-            self._recent.append(permit)
+        permit = self.try_acquire()
+        if permit is not None:
             return permit
+        self._queued += 1
+        try:
+            async with self._fifo:
+                if len(self._recent) == self.window_limit:
+                    await self._one_window_after(self._recent[0])
+                await self._bucket.acquire()
+                permit = Permit(asyncio.get_running_loop())
+                self._recent.append(permit)
+                return permit
+        finally:
+            self._queued -= 1
+
+    def _window_holds(self, oldest: Permit) -> bool:
+        """True while the window rule keeps the next permit back (see _one_window_after)."""
+        now = asyncio.get_running_loop().time()
+        allowed_until = oldest.started + self._allowance
+        ended = oldest.ended
+        if ended is None:
+            if allowed_until > now:
+                return True  # it still runs: the window counts from its end, not yet known
+            ended = allowed_until
+        return min(ended, allowed_until) + _WINDOW + _EPSILON > now
 
     async def _one_window_after(self, oldest: Permit) -> None:
         """Wait until one window has passed since ``oldest`` ended (or was allowed to)."""
         loop = asyncio.get_running_loop()
         allowed_until = oldest.started + self._allowance
-        released = oldest._released
-        if not released.done() and allowed_until > loop.time():
+        if oldest.ended is None and allowed_until > loop.time():
+            released = oldest._released
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(released), allowed_until - loop.time())
-        ended = released.result() if released.done() else allowed_until
+        ended = oldest.ended if oldest.ended is not None else allowed_until
         delay = min(ended, allowed_until) + _WINDOW + _EPSILON - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -188,17 +263,34 @@ class AdaptiveLimiter:
         self.state = AdaptiveRate(strict.rate, beta=beta, c=c)
         self._clock = clock
         self._fifo = asyncio.Lock()
+        self._queued = 0
+        """Calls inside :meth:`acquire`'s pacing queue."""
         self._pacer: AsyncLimiter | None = None
         self._pacer_rate = 0.0
         self._last_grant = -math.inf
 
+    def try_acquire(self) -> Permit | None:
+        """A permit now, when the full rate is allowed and the strict limiter grants one at once
+        with nobody queued; else ``None`` (never waits, never overtakes)."""
+        if self._queued or self.state.rate(self._clock()) < self.strict.rate:
+            return None
+        self._pacer = None
+        return self.strict.try_acquire()
+
     async def acquire(self) -> Permit:
-        async with self._fifo:
-            rate = self.state.rate(self._clock())
-            if rate < self.strict.rate:
-                await self._pace(rate)
-            else:
-                self._pacer = None
+        permit = self.try_acquire()
+        if permit is not None:
+            return permit
+        self._queued += 1
+        try:
+            async with self._fifo:
+                rate = self.state.rate(self._clock())
+                if rate < self.strict.rate:
+                    await self._pace(rate)
+                else:
+                    self._pacer = None
+        finally:
+            self._queued -= 1
         # No await between releasing our lock and queueing on the strict one: FIFO end to end.
         return await self.strict.acquire()
 
