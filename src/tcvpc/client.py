@@ -331,6 +331,7 @@ class VpcClient:
         self._clock_offset = 0.0
         self._warned_id_shape = False
         self._header_base: dict[str, dict[str, str]] = {}
+        self._before_delete_retry = functools.partial(self._before_retry, "DeleteVpnConnection")
 
     def __repr__(self) -> str:
         return f"VpcClient(region={self.region!r}, endpoint={self.endpoint.url!r})"
@@ -876,7 +877,7 @@ class VpcClient:
                     (self._account, self.region, vpn_gateway_id),
                     call,
                     retry_policy or self.retry_policy,
-                    functools.partial(self._before_retry, "DeleteVpnConnection"),
+                    self._before_delete_retry,
                     deadline=deadline,
                 )
         except NotFoundError as exc:

@@ -37,7 +37,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from tcvpc.errors import DeadlineExceededError, RetryKind, TcvpcError
@@ -129,12 +129,17 @@ class LaneStats:
     """``GatewayBusy`` answers the lanes retried themselves (no retry budget spent)."""
 
 
-@dataclass(slots=True)
 class _Lane:
-    held: bool = False
-    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
-    accepted_at: float | None = None
-    """When our last delete here was (or may have been) accepted: its answer's time."""
+    """One gateway's turn: made per burst of calls, so it is kept as light as a lane can be."""
+
+    __slots__ = ("accepted_at", "held", "waiters")
+
+    def __init__(self) -> None:
+        self.held = True  # made for the call that takes it
+        self.waiters: deque[asyncio.Future[None]] | None = None
+        """Made when a second call queues (most lanes never see one)."""
+        self.accepted_at: float | None = None
+        """When our last delete here was (or may have been) accepted: its answer's time."""
 
 
 def _one_busy_attempt(policy: RetryPolicy) -> RetryPolicy:
@@ -171,8 +176,12 @@ class GatewayLanes:
         self._round_policies: dict[int, tuple[RetryPolicy, RetryPolicy]] = {}
         """By ``id``: hashing a policy (seven dataclasses) on every call would cost more than
         the lane itself; the policy is kept, so its id is not reused meanwhile."""
+        self._last_policy: RetryPolicy | None = None
+        self._last_round = RetryPolicy()
 
     def _round_policy(self, policy: RetryPolicy) -> RetryPolicy:
+        if policy is self._last_policy:  # a client's calls mostly share its one policy
+            return self._last_round
         cached = self._round_policies.get(id(policy))
         if cached is not None and cached[0] is policy:
             return cached[1]
@@ -180,6 +189,7 @@ class GatewayLanes:
             self._round_policies.clear()
         derived = _one_busy_attempt(policy)
         self._round_policies[id(policy)] = (policy, derived)
+        self._last_policy, self._last_round = policy, derived
         return derived
 
     def __len__(self) -> int:
@@ -209,13 +219,13 @@ class GatewayLanes:
         if not limit > 0:
             raise ValueError("deadline must be a positive number of seconds")
         deadline_at = self._clock() + limit
+        self.stats.turns += 1
         lane = self._lanes.get(key)
-        if lane is None:
+        if lane is None:  # a free gateway: the lane is made held by this call
             if len(self._lanes) >= self._sweep_at:
                 self._sweep()
             lane = self._lanes[key] = _Lane()
-        self.stats.turns += 1
-        if lane.held:
+        elif lane.held:
             self.stats.waited += 1
             await self._queue(key, lane, deadline_at, limit)
         else:
@@ -227,7 +237,10 @@ class GatewayLanes:
 
     async def _queue(self, key: Hashable, lane: _Lane, deadline_at: float, limit: float) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lane.waiters.append(waiter)
+        waiters = lane.waiters
+        if waiters is None:
+            waiters = lane.waiters = deque()
+        waiters.append(waiter)
         timeout = asyncio.timeout(deadline_at - self._clock())
         try:
             async with timeout:
@@ -237,7 +250,7 @@ class GatewayLanes:
                     if waiter.done() and not waiter.cancelled():
                         self._release(key, lane)  # the turn came as we were cancelled: pass it on
                     else:
-                        lane.waiters.remove(waiter)
+                        waiters.remove(waiter)
                     raise
         except TimeoutError:
             if not timeout.expired():
@@ -245,8 +258,9 @@ class GatewayLanes:
             raise _deadline_error(limit, "while waiting for its turn on the gateway") from None
 
     def _release(self, key: Hashable, lane: _Lane) -> None:
-        while lane.waiters:
-            waiter = lane.waiters.popleft()
+        waiters = lane.waiters
+        while waiters:
+            waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the lane stays held: it passes to this waiter
                 return
