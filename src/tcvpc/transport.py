@@ -217,6 +217,7 @@ class AiohttpTransport:
         # the system store is loaded at the first request (SSL_CERT_FILE is read then).
         self._ssl: ssl.SSLContext | None = _tls_context(ca_bundle) if ca_bundle else None
         self._env_proxies: dict[tuple[str, str], URL | None] = {}
+        self._routes: dict[str, tuple[URL, URL | None, ssl.SSLContext | bool]] = {}
         self._user_session = session
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -282,9 +283,26 @@ class AiohttpTransport:
             self._env_proxies[key] = _validated_proxy(found) if found else None
         return self._env_proxies[key]
 
+    def _route(self, url_text: str) -> tuple[URL, URL | None, ssl.SSLContext | bool]:
+        """``(url, proxy, ssl)`` for a URL: worked out once (a client sends to one URL)."""
+        route = self._routes.get(url_text)
+        if route is None:
+            url = _url(url_text)
+            route = (url, self._proxy_for(url), self._tls() if url.scheme == "https" else True)
+            if len(self._routes) < 64:
+                self._routes[url_text] = route
+        return route
+
     async def send(self, request: Request) -> Response:
-        session = self._ensure_session()
-        url = _url(request.url)
+        session = self._session
+        if (
+            session is None
+            or self._closed
+            or self._loop is not asyncio.get_running_loop()
+            or session.closed
+        ):
+            session = self._ensure_session()  # a first request, or the checks' messages
+        url, proxy, tls = self._route(request.url)
         failure: TcvpcError
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
@@ -295,15 +313,23 @@ class AiohttpTransport:
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,  # the API never redirects: a 3xx is the caller's to judge
-                proxy=self._proxy_for(url),
-                ssl=self._tls() if url.scheme == "https" else True,
+                proxy=proxy,
+                ssl=tls,
                 # Per request, so a caller's session cannot stretch, shorten or drop our
                 # timeout, nor turn an HTTP status into an aiohttp exception. ``total`` covers
                 # connecting, sending and reading the whole body.
                 timeout=_client_timeout(request.timeout),
                 raise_for_status=False,
             ) as resp:
-                body = await self._read_capped(resp, request.label)
+                declared = resp.content_length
+                if (
+                    declared is not None
+                    and declared <= self._max_bytes
+                    and "content-encoding" not in resp.headers
+                ):
+                    body = await resp.read()  # the common case: exactly the declared length
+                else:
+                    body = await self._read_capped(resp, request.label)
                 # aiohttp's headers are read-only and case-insensitive: "date" finds "Date".
                 return Response(resp.status, resp.headers, body)
         except TcvpcError:
