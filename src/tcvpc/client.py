@@ -66,7 +66,14 @@ from tcvpc.models import (
     looks_like_gateway_id,
 )
 from tcvpc.outcomes import UnknownOutcomes
-from tcvpc.ratelimit import DEFAULT_RATE, Limiters, Permit, RateLimiter, shared_limiters
+from tcvpc.ratelimit import (
+    DEFAULT_RATE,
+    LimiterRegistry,
+    Limiters,
+    Permit,
+    RateLimiter,
+    shared_limiters,
+)
 from tcvpc.refreshing import RefreshableProvider
 from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy, retry_kind
 from tcvpc.telemetry import (
@@ -141,6 +148,8 @@ class _Call:
     """Seconds the whole call may take."""
     remember: Hashable | None
     """Key for the unknown-outcome memory (a delete's tunnel), or ``None``."""
+    try_acquire: Callable[[], Permit | None] | None
+    """The limiter's non-waiting acquire, when it has one (the local limiters do)."""
     attempts: int = 0
     sent: int = 0
     """Attempts that reached the network."""
@@ -150,8 +159,6 @@ class _Call:
     outcome_unknown: bool = False
     """Some finished attempt may have acted although we saw no answer."""
     retrying: CallRetrying | None = None
-    try_acquire: Callable[[], Permit | None] | None = None
-    """The limiter's non-waiting acquire, when it has one (the local limiters do)."""
 
     @property
     def deadline_at(self) -> float:
@@ -331,6 +338,7 @@ class VpcClient:
         self._clock_offset = 0.0
         self._warned_id_shape = False
         self._header_base: dict[str, dict[str, str]] = {}
+        self._limiter_of: dict[str, tuple[RateLimiter, Callable[[], Permit | None] | None]] = {}
         self._before_delete_retry = functools.partial(self._before_retry, "DeleteVpnConnection")
 
     def __repr__(self) -> str:
@@ -478,7 +486,13 @@ class VpcClient:
         call = self._start(action, params, retry_policy, deadline, remember)
         self._in_flight += 1
         try:
-            response = await self._run(call)
+            # The first attempt inline (most calls need nothing more); tenacity for the rest.
+            try:
+                response = await self._attempt_once(call)
+            except TcvpcError as exc:
+                if retry_kind(exc) is None:
+                    raise
+                response = await self._retry(call, exc)
         except BaseException as exc:
             self._finish(call, exc, quiet)
             raise
@@ -504,21 +518,19 @@ class VpcClient:
         loop = self._check_loop()
         self._ensure_session()
         body = _JSON.encode(params).encode("utf-8")
-        limiter = self.limiters.get(account=self._account, region=self.region, action=action)
-        self._limiters_used[action] = limiter
-        call = _Call(action, body, loop, limiter, policy, loop.time(), deadline, remember)
-        call.try_acquire = getattr(limiter, "try_acquire", None)
-        return call
-
-    async def _run(self, call: _Call) -> dict[str, Any]:
-        """The first attempt inline (most calls need nothing more); tenacity for the rest."""
-        try:
-            return await self._attempt_once(call)
-        except TcvpcError as exc:
-            if retry_kind(exc) is None:
-                raise
-            first_failure = exc
-        return await self._retry(call, first_failure)
+        found = self._limiter_of.get(action)
+        if found is None:
+            limiter = self.limiters.get(account=self._account, region=self.region, action=action)
+            self._limiters_used[action] = limiter
+            found = (limiter, getattr(limiter, "try_acquire", None))
+            # A LimiterRegistry hands out one limiter per action for good in the client's loop;
+            # another Limiters may change its answer, so it is asked every time.
+            if isinstance(self.limiters, LimiterRegistry) and len(self._limiter_of) < 64:
+                self._limiter_of[action] = found
+        limiter, try_acquire = found
+        return _Call(
+            action, body, loop, limiter, policy, loop.time(), deadline, remember, try_acquire
+        )
 
     async def _retry(self, call: _Call, first_failure: TcvpcError) -> dict[str, Any]:
         """Let tenacity decide every retry: the inline attempt's failure is its attempt 1."""
@@ -548,7 +560,10 @@ class VpcClient:
             raise
         call.attempts += 1
         try:
-            response = await self._send_within_deadline(call)
+            if call.deadline_at - call.loop.time() >= self._timeout:
+                response = await self._attempt(call)  # its own timeout ends it first
+            else:
+                response = await self._send_within_deadline(call)
         except TcvpcError as exc:
             call.in_flight = False  # the error says what we know (outcome_unknown)
             exc.after_unknown_outcome = call.outcome_unknown
@@ -606,8 +621,6 @@ class VpcClient:
     async def _send_within_deadline(self, call: _Call) -> dict[str, Any]:
         """One request, cut short when the call's deadline comes before the request timeout."""
         remaining = call.deadline_at - call.loop.time()
-        if remaining >= self._timeout:  # the attempt's own timeout ends it first
-            return await self._attempt(call)
         if remaining <= 0:  # the permit came just as the deadline passed
             raise self._deadline_error(call, "before the request could be sent")
         timeout = asyncio.timeout(remaining)
@@ -747,7 +760,13 @@ class VpcClient:
         """One signed POST through the transport; returns ``Response`` or raises a typed error."""
         action, body = call.action, call.body
         transport = self._ensure_session()
-        credential = await self._credentials.get()
+        credentials = self._credentials
+        # A fixed key needs no await (and no coroutine) per attempt.
+        credential = (
+            credentials.credential
+            if type(credentials) is StaticProvider
+            else await credentials.get()
+        )
         timestamp = int(time.time() + self._clock_offset)
         # The signed headers go straight into the Request, whose repr redacts them: no local of
         # this frame holds the signature or the token for a traceback to show.
