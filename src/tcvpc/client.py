@@ -651,22 +651,25 @@ class VpcClient:
         request_id = exc.request_id if isinstance(exc, ApiError) else None
         self.stats.retries_by_code[code] += 1
         self.stats.retries_by_action_code[action, code] += 1
-        logger.debug(
-            "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
-            action,
-            code,
-            attempt,
-            delay,
-            request_id,
-            extra={
-                "tcvpc_action": action,
-                "tcvpc_code": code,
-                "tcvpc_attempt": attempt,
-                "tcvpc_delay": delay,
-                "tcvpc_request_id": request_id,
-            },
-        )
-        run_hook("on_retry", self._on_retry, RetryEvent(action, code, attempt, delay, request_id))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "retrying %s after %s (attempt %d, waiting %.3fs, request id %s)",
+                action,
+                code,
+                attempt,
+                delay,
+                request_id,
+                extra={
+                    "tcvpc_action": action,
+                    "tcvpc_code": code,
+                    "tcvpc_attempt": attempt,
+                    "tcvpc_delay": delay,
+                    "tcvpc_request_id": request_id,
+                },
+            )
+        if self._on_retry is not None:
+            event = RetryEvent(action, code, attempt, delay, request_id)
+            run_hook("on_retry", self._on_retry, event)
 
     def _finish(
         self,
@@ -677,8 +680,18 @@ class VpcClient:
     ) -> None:
         """Settle the retry budget, remember an unknown outcome, report the call once."""
         self._in_flight -= 1
-        outcome = _outcome_of(exc)
         latency = call.loop.time() - call.started
+        if exc is None and call.retrying is None:  # the common case, first try: kept short
+            self.retry_budget.settle(0)
+            action = call.action
+            self._calls[action, "ok"] += 1
+            self._call_seconds[action] += latency
+            self._queue_seconds[action] += call.queue_wait
+            if self._on_call is not None:
+                answered = (str(response.get("RequestId", "")) or None) if response else None
+                self._report_call(call, "ok", None, latency, answered, False)
+            return
+        outcome = _outcome_of(exc)
         budget_exhausted = call.retrying is not None and call.retrying.budget_exhausted
         if exc is None:
             if call.retrying is None:
@@ -705,10 +718,12 @@ class VpcClient:
         self._calls[call.action, outcome] += 1
         self._call_seconds[call.action] += latency
         self._queue_seconds[call.action] += call.queue_wait
-        if outcome != "ok":
-            quietly = outcome == "cancelled" or isinstance(exc, quiet)
+        level = (
+            logging.DEBUG if outcome == "cancelled" or isinstance(exc, quiet) else logging.WARNING
+        )
+        if outcome != "ok" and logger.isEnabledFor(level):
             logger.log(
-                logging.DEBUG if quietly else logging.WARNING,
+                level,
                 "%s %s: %s after %d attempt(s) in %.3fs (request id %s)",
                 call.action,
                 "cancelled" if outcome == "cancelled" else "failed",
@@ -726,8 +741,18 @@ class VpcClient:
                     "tcvpc_retry_budget_exhausted": budget_exhausted,
                 },
             )
-        if self._on_call is None:
-            return
+        if self._on_call is not None:
+            self._report_call(call, outcome, code, latency, request_id, budget_exhausted)
+
+    def _report_call(
+        self,
+        call: _Call,
+        outcome: CallOutcome,
+        code: str | None,
+        latency: float,
+        request_id: str | None,
+        budget_exhausted: bool,
+    ) -> None:
         event = CallEvent(
             action=call.action,
             outcome=outcome,
