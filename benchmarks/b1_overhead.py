@@ -254,8 +254,10 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
     Median of 3 passes each: what tcvpc adds on top of the floor's aiohttp request.
     """
     from tcvpc import signing
-    from tcvpc.ratelimit import LimiterRegistry
+    from tcvpc.lanes import GatewayLanes
+    from tcvpc.ratelimit import AdaptiveLimiter, LimiterRegistry
     from tcvpc.retry import CallRetrying, RetryBudget, RetryPolicy
+    from tcvpc.transport import MockTransport, Request, Response
 
     policy, budget = RetryPolicy(), RetryBudget()
     body = _delete_body("vpngw-00000000", "vpnx-00000000")
@@ -284,6 +286,12 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
 
     async def measure_all() -> list[tuple[str, float]]:
         limiter = LimiterRegistry(1_000_000.0).get(account="a", region="r", action="x")
+        assert isinstance(limiter, AdaptiveLimiter)
+        lanes = GatewayLanes()
+        lane_keys = itertools.cycle([("a", "r", f"vpngw-{g:08d}") for g in range(100)])
+
+        async def lane_call(policy: RetryPolicy, *, deadline: float) -> tuple[None, int]:
+            return None, 1
 
         async def retry_loop() -> None:
             machinery = CallRetrying(policy, budget, None)
@@ -295,18 +303,58 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
         async def acquire_release() -> None:
             (await limiter.acquire()).release()
 
+        def fast_permit() -> None:
+            permit = limiter.try_acquire()
+            assert permit is not None  # rate 1e6, one caller: always free
+            permit.release()
+            limiter.on_admitted()
+
+        async def free_lane() -> None:
+            await lanes.run(next(lane_keys), lane_call, policy)
+
+        async def timeout_layer() -> None:
+            async with asyncio.timeout(60.0):
+                pass
+
         sync_parts: list[tuple[str, Callable[[], object]]] = [
-            ("CallRetrying(...) construction, per call", build_retrying),
+            ("CallRetrying(...) construction (only for a call that retries)", build_retrying),
             ("tcvpc signing.authorization", tcvpc_sign),
             ("floor's inline signer (all headers)", floor_sign),
+            ("limiter try_acquire + release + on_admitted (the client's path)", fast_permit),
         ]
         async_parts: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("retry loop with one successful attempt (construction included)", retry_loop),
+            ("tenacity loop, one successful attempt (only for a call that retries)", retry_loop),
             ("limiter acquire + release (rate 1e6: never waits)", acquire_release),
+            ("GatewayLanes.run of a no-op call on a free gateway", free_lane),
+            ("asyncio.timeout enter + exit (a wait for a permit pays one)", timeout_layer),
         ]
+        answer = Response(200, {"content-type": "application/json"}, b'{"Response":{}}')
+
+        async def canned(request: Request) -> Response:
+            return answer
+
+        mock = MockTransport(canned)
+        client = VpcClient(
+            Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+            region=DEMO_REGION,
+            endpoint="http://127.0.0.1:8080",
+            rate=1_000_000.0,
+            transport=mock,
+        )
+        tunnels = itertools.cycle([(f"vpngw-{g:08d}", f"vpnx-{g:08d}") for g in range(100)])
+
+        async def whole_call() -> None:
+            gateway, tunnel = next(tunnels)
+            await client.delete_vpn_connection(vpn_gateway_id=gateway, vpn_connection_id=tunnel)
+            mock.requests.clear()  # it keeps every request
+
+        async_parts.append(
+            ("VpcClient.delete_vpn_connection, canned answer (no network)", whole_call)
+        )
         out = [(label, median([_per_call_us(fn, n) for _ in range(3)])) for label, fn in sync_parts]
-        for label, afn in async_parts:
-            out.append((label, median([await _async_per_call_us(afn, n) for _ in range(3)])))
+        async with client:
+            for label, afn in async_parts:
+                out.append((label, median([await _async_per_call_us(afn, n) for _ in range(3)])))
         return out
 
     return asyncio.run(measure_all())

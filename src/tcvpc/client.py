@@ -6,7 +6,8 @@ The request path runs one way::
       ├─ first attempt, inline           (most calls need no retry machinery)
       ├─ retries: tenacity AsyncRetrying, built only for a call that failed (retry.py)
       │    each attempt (_attempt_once):
-      │      1. limiter.acquire()   per (account, region, action), bounded by the deadline
+      │      1. limiter             per (account, region, action): a free permit at once
+      │                             (try_acquire, no timer), else acquire() bounded by the deadline
       │      2. credentials.get()   a provider may refresh without blocking the loop
       │      3. sign                after the token, so the timestamp is fresh
       │      4. transport.send()    AiohttpTransport by default: keep-alive pool, no redirects,

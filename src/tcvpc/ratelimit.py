@@ -144,6 +144,9 @@ class StrictRateLimiter:
       (FIFO) in front makes waiters take permits in arrival order.
     * **Cancellation-safe**: a task cancelled while waiting takes no token; one cancelled after
       acquiring has spent its permit (the request may be on the wire).
+    * **Cheap when free**: :meth:`try_acquire` hands out a permit without locking or waiting when
+      nobody queues and the window and the bucket allow one (what ``acquire`` does first), so the
+      client needs no deadline timer for it.
 
     It ignores the server's answers (``on_throttled``/``on_admitted`` do nothing): put an
     :class:`AdaptiveLimiter` in front to follow them.
