@@ -151,6 +151,8 @@ class _Call:
     """Key for the unknown-outcome memory (a delete's tunnel), or ``None``."""
     try_acquire: Callable[[], Permit | None] | None
     """The limiter's non-waiting acquire, when it has one (the local limiters do)."""
+    deadline_at: float
+    """``started + deadline``."""
     attempts: int = 0
     sent: int = 0
     """Attempts that reached the network."""
@@ -160,10 +162,6 @@ class _Call:
     outcome_unknown: bool = False
     """Some finished attempt may have acted although we saw no answer."""
     retrying: CallRetrying | None = None
-
-    @property
-    def deadline_at(self) -> float:
-        return self.started + self.deadline
 
     def may_have_acted(self, exc: BaseException | None) -> bool:
         """True when the call ends without knowing whether the server acted on it."""
@@ -529,8 +527,18 @@ class VpcClient:
             if isinstance(self.limiters, LimiterRegistry) and len(self._limiter_of) < 64:
                 self._limiter_of[action] = found
         limiter, try_acquire = found
+        now = loop.time()
         return _Call(
-            action, body, loop, limiter, policy, loop.time(), deadline, remember, try_acquire
+            action,
+            body,
+            loop,
+            limiter,
+            policy,
+            now,
+            deadline,
+            remember,
+            try_acquire,
+            now + deadline,
         )
 
     async def _retry(self, call: _Call, first_failure: TcvpcError) -> dict[str, Any]:
@@ -555,7 +563,9 @@ class VpcClient:
     async def _attempt_once(self, call: _Call) -> dict[str, Any]:
         """One attempt: a permit within the deadline, the request, what its answer teaches."""
         try:
-            permit = await self._permit(call)
+            permit = self._free_permit(call)  # a free permit needs no deadline timer
+            if permit is None:
+                permit = await self._permit(call)
         except TcvpcError as exc:  # shed or out of time: nothing sent by this attempt
             exc.after_unknown_outcome = call.outcome_unknown
             raise
@@ -584,11 +594,12 @@ class VpcClient:
         call.limiter.on_admitted()
         return response
 
-    async def _permit(self, call: _Call) -> Permit:
-        """Wait for the limiter, but not past the deadline, and not beyond ``max_waiting``."""
-        loop = call.loop
-        remaining = call.deadline_at - loop.time()
-        if remaining <= 0:
+    def _free_permit(self, call: _Call) -> Permit | None:
+        """A permit if the limiter has one free now; ``None`` when the call must wait for it.
+
+        Raises when the deadline has passed or ``max_waiting`` calls already wait.
+        """
+        if call.deadline_at <= call.loop.time():
             raise self._deadline_error(call, "before the next attempt could start")
         max_waiting = self.max_waiting
         # Shed new calls only: a retry is part of a call already admitted.
@@ -601,13 +612,14 @@ class VpcClient:
                 max_waiting=max_waiting,
             )
         try_acquire = call.try_acquire
-        if try_acquire is not None:  # a permit free at once needs no deadline timer
-            permit = try_acquire()
-            if permit is not None:
-                return permit
+        return None if try_acquire is None else try_acquire()
+
+    async def _permit(self, call: _Call) -> Permit:
+        """Wait for the limiter, but not past the deadline (after :meth:`_free_permit`)."""
+        loop = call.loop
         self._waiting += 1
         queued = loop.time()
-        timeout = asyncio.timeout(remaining)
+        timeout = asyncio.timeout(call.deadline_at - queued)
         try:
             async with timeout:
                 return await call.limiter.acquire()
