@@ -42,6 +42,7 @@ from tcvpc import (
     TransportError,
     VpcClient,
 )
+from tcvpc.endpoint import parse_endpoint
 from tcvpc.retry import Backoff
 
 URL = "http://127.0.0.1:9/"
@@ -556,3 +557,28 @@ async def test_http_429_slows_the_limiter_and_counts_as_throttled(server: Script
             account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
         )
         assert limiter.rate < registry.rate
+
+
+async def test_a_changed_region_or_endpoint_is_honoured_by_the_next_call(
+    server: Script, client: VpcClient
+) -> None:
+    """The client keeps each action's constant headers and limiter: changing the public
+    ``region`` or ``endpoint`` between calls must still change what is sent and which budget
+    is spent."""
+    server.then(ok(), ok(), ok())
+    await delete(client)
+    client.region = "ap-shanghai"
+    await delete(client)
+    client.endpoint = parse_endpoint("http://127.0.0.2:9", allow_insecure=False)
+    await delete(client)
+    first, second, third = server.requests
+    assert first.headers["X-TC-Region"] == "ap-guangzhou"
+    assert second.headers["X-TC-Region"] == "ap-shanghai"
+    assert (second.url, second.headers["Host"]) == (URL, "127.0.0.1:9")
+    assert (third.url, third.headers["Host"]) == ("http://127.0.0.2:9/", "127.0.0.2:9")
+    assert third.headers["X-TC-Region"] == "ap-shanghai"
+    # Each region has its own budget: the second call took a permit from Shanghai's limiter.
+    shanghai = client.limiters.get(
+        account="AKIDtest", region="ap-shanghai", action="DeleteVpnConnection"
+    )
+    assert client._limiters_used["DeleteVpnConnection"] is shanghai

@@ -336,8 +336,15 @@ class VpcClient:
         self._closed = False
         self._clock_offset = 0.0
         self._warned_id_shape = False
+        # Per action: the constant headers and the limiter, for the region, endpoint and
+        # limiters they were made for (public attributes: _start drops them if one changes).
         self._header_base: dict[str, dict[str, str]] = {}
         self._limiter_of: dict[str, tuple[RateLimiter, Callable[[], Permit | None] | None]] = {}
+        self._cached_for: tuple[str, Endpoint, Limiters] = (
+            self.region,
+            self.endpoint,
+            self.limiters,
+        )
         self._before_delete_retry = functools.partial(self._before_retry, "DeleteVpnConnection")
 
     def __repr__(self) -> str:
@@ -517,6 +524,15 @@ class VpcClient:
         loop = self._check_loop()
         self._ensure_session()
         body = _JSON.encode(params).encode("utf-8")
+        cached_for = self._cached_for
+        if (
+            cached_for[0] is not self.region
+            or cached_for[1] is not self.endpoint
+            or cached_for[2] is not self.limiters
+        ):
+            self._header_base.clear()
+            self._limiter_of.clear()
+            self._cached_for = (self.region, self.endpoint, self.limiters)
         found = self._limiter_of.get(action)
         if found is None:
             limiter = self.limiters.get(account=self._account, region=self.region, action=action)
