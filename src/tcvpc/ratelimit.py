@@ -180,12 +180,13 @@ class StrictRateLimiter:
         """
         if self._queued:
             return None
+        loop = asyncio.get_running_loop()  # first: outside a loop, fail before taking a token
         recent = self._recent
-        if len(recent) == self.window_limit and self._window_holds(recent[0]):
+        if len(recent) == self.window_limit and self._window_holds(recent[0], loop.time()):
             return None
         if not _take_token_now(self._bucket):
             return None
-        permit = Permit(asyncio.get_running_loop())
+        permit = Permit(loop)
         recent.append(permit)
         return permit
 
@@ -205,9 +206,8 @@ class StrictRateLimiter:
         finally:
             self._queued -= 1
 
-    def _window_holds(self, oldest: Permit) -> bool:
+    def _window_holds(self, oldest: Permit, now: float) -> bool:
         """True while the window rule keeps the next permit back (see _one_window_after)."""
-        now = asyncio.get_running_loop().time()
         allowed_until = oldest.started + self._allowance
         ended = oldest.ended
         if ended is None:
