@@ -85,8 +85,8 @@ def _take_token_now(bucket: AsyncLimiter) -> bool:
 
     aiolimiter has no non-blocking acquire, but its ``acquire()`` returns without suspending
     when ``has_capacity()`` says a token is there: run it to completion here. Should it ever
-    suspend (a later aiolimiter), it is closed before it queued for long and the caller waits
-    the usual way.
+    suspend (a later aiolimiter), it is closed and the caller waits the usual way; the entry it
+    left in aiolimiter's queue takes no token (a waiter takes its token when it resumes).
     """
     if not bucket.has_capacity():
         return False
