@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tcvpc.adaptive import BETA, MIN_RATE, AdaptiveRate, C, cubic_rate
+from tcvpc.adaptive import BETA, MIN_RATE, PERSIST, WINDOW, AdaptiveRate, C, cubic_rate
 
 
 def admit_steadily(state: AdaptiveRate, rate: float, start: float, seconds: float) -> float:
@@ -53,7 +53,7 @@ def test_full_rate_until_the_first_throttle() -> None:
 
 
 def test_a_throttle_drops_to_beta_times_the_admitted_rate_then_returns_to_it() -> None:
-    state = AdaptiveRate(99.5)
+    state = AdaptiveRate(99.5, persist=0)
     now = admit_steadily(state, 60, 0.0, 3.0)
     state.on_throttled(now)
     assert state.w_max == pytest.approx(60, rel=0.02)
@@ -63,18 +63,23 @@ def test_a_throttle_drops_to_beta_times_the_admitted_rate_then_returns_to_it() -
     assert state.rate(now + k) == pytest.approx(60, rel=0.02)
 
 
-def test_a_burst_of_throttles_does_not_compound() -> None:
-    """What the old pacer did (0.7x per throttle) would collapse; the admitted rate holds."""
-    state = AdaptiveRate(99.5)
+def test_a_burst_of_throttles_cuts_once_per_window() -> None:
+    """What the old pacer did (0.7x per throttle) would collapse; one cut per window holds."""
+    state = AdaptiveRate(99.5, persist=0)
     now = admit_steadily(state, 60, 0.0, 3.0)
     for i in range(20):
         state.on_throttled(now + i * 0.005)
-    # 0.1 s without answers: the window admitted 54 (not 60), and 20 x 0.7 would be ~0.
-    assert state.rate(now + 0.1) == pytest.approx(BETA * 54, rel=0.05)
+    # The first throttle measured 60 admitted; the other 19 were counted in the same window.
+    assert state.w_max == pytest.approx(60, rel=0.02)
+    assert state.rate(now + 0.1) == pytest.approx(BETA * 60, rel=0.05)
+    # A window later the server still throttles: a new cut from what it admits now (54/s).
+    later = admit_steadily(state, 54, now + 0.1, WINDOW)
+    state.on_throttled(later)
+    assert state.w_max == pytest.approx(54, rel=0.05)
 
 
 def test_probing_beyond_w_max_is_capped_at_twice_the_admitted_rate() -> None:
-    state = AdaptiveRate(99.5)
+    state = AdaptiveRate(99.5, persist=0)
     now = admit_steadily(state, 40, 0.0, 2.0)
     state.on_throttled(now)
     # Long after, with only 10/s admitted now (little work), the curve would be at full rate.
@@ -86,7 +91,7 @@ def test_probing_beyond_w_max_is_capped_at_twice_the_admitted_rate() -> None:
 
 
 def test_recovers_to_the_strict_rate_and_forgets_the_share() -> None:
-    state = AdaptiveRate(99.5)
+    state = AdaptiveRate(99.5, persist=0)
     now = admit_steadily(state, 60, 0.0, 2.0)
     state.on_throttled(now)
     end = admit_steadily(state, 60, now, 10.0)
@@ -95,27 +100,72 @@ def test_recovers_to_the_strict_rate_and_forgets_the_share() -> None:
 
 
 def test_nothing_admitted_halves_once_per_second_down_to_the_floor() -> None:
-    state = AdaptiveRate(99.5)
+    state = AdaptiveRate(99.5, persist=0)
     for i in range(50):  # a burst of throttles at a cold start: one halving, not fifty
         state.on_throttled(i * 0.01)
     assert state.w_max == pytest.approx(99.5 / 2)
-    assert state.rate(0.5) == pytest.approx(BETA * 99.5 / 2, rel=0.01)
+    assert state.rate(0.0) == pytest.approx(BETA * 99.5 / 2, rel=0.01)
     for i in range(50, 1500):  # the server admits nothing for 15 s
         state.on_throttled(i * 0.01)
     assert state.w_max == MIN_RATE
     assert state.rate(15.0) >= MIN_RATE
 
 
+def test_a_passing_burst_does_not_cut_the_rate() -> None:
+    """Ten throttles within 0.1 s at the full rate, then none: someone else's burst."""
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 99, 0.0, 3.0)
+    for i in range(10):
+        state.on_throttled(now + i * 0.01)
+    after = admit_steadily(state, 99, now + 0.1, 5.0)
+    assert state.w_max is None
+    assert state.rate(after) == 99.5
+    # Bursts more than a window apart are separate episodes, however many there are.
+    for burst in range(5):
+        start = after + burst * (WINDOW + 0.2)
+        for i in range(10):
+            state.on_throttled(start + i * 0.01)
+    assert state.w_max is None
+
+
+def test_throttles_that_persist_are_a_share_and_cut_the_rate() -> None:
+    """A stranger keeps throttling us: after PERSIST seconds of it the curve starts."""
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 60, 0.0, 3.0)
+    t = now
+    while t < now + PERSIST - 0.1:  # one throttle every 0.4 s: never a window apart
+        state.on_throttled(t)
+        assert state.w_max is None
+        t = admit_steadily(state, 60, t, 0.4)
+    state.on_throttled(now + PERSIST)
+    assert state.w_max == pytest.approx(60, rel=0.05)
+    assert state.rate(now + PERSIST) == pytest.approx(BETA * 60, rel=0.05)
+    # Adapting now: the next throttle a window later cuts at once, no new episode needed.
+    later = admit_steadily(state, 50, now + PERSIST, WINDOW + 0.1)
+    state.on_throttled(later)
+    assert state.w_max == pytest.approx(50, rel=0.05)
+
+
+def test_a_gap_longer_than_a_window_starts_a_new_episode() -> None:
+    state = AdaptiveRate(99.5)
+    now = admit_steadily(state, 60, 0.0, 3.0)
+    state.on_throttled(now)
+    state.on_throttled(now + 0.9)
+    state.on_throttled(now + 1.8)  # 1.8 s of throttles, none more than a window apart
+    state.on_throttled(now + 1.8 + WINDOW + 0.1)  # too late: a new episode starts here
+    assert state.w_max is None
+
+
 def test_a_cold_start_is_not_a_slow_rate() -> None:
     """30 answers in the first 0.3 s is 100/s, not 30/s."""
-    state = AdaptiveRate(99.5)
+    state = AdaptiveRate(99.5, persist=0)
     now = admit_steadily(state, 100, 0.0, 0.3)
     state.on_throttled(now)
     assert state.w_max == pytest.approx(99.5, rel=0.05)
 
 
 def test_never_above_the_strict_rate() -> None:
-    state = AdaptiveRate(20)
+    state = AdaptiveRate(20, persist=0)
     now = admit_steadily(state, 200, 0.0, 1.0)
     state.on_throttled(now)
     assert state.w_max == 20
@@ -129,6 +179,7 @@ def test_never_above_the_strict_rate() -> None:
         {"max_rate": 10, "beta": 1.0},
         {"max_rate": 10, "beta": 0},
         {"max_rate": 10, "c": 0},
+        {"max_rate": 10, "persist": -1},
     ],
 )
 def test_rejects_bad_parameters(kwargs: dict[str, float]) -> None:

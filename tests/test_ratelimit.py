@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tcvpc import Credential, LimiterRegistry, RetryPolicy, StrictRateLimiter, VpcClient
 from tcvpc.adaptive import BETA
-from tcvpc.ratelimit import AdaptiveLimiter, Permit, shared_limiters
+from tcvpc.ratelimit import AdaptiveLimiter, Permit, RateLimiter, shared_limiters
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -165,9 +165,19 @@ async def test_registry_separates_actions_and_accounts() -> None:
         StrictRateLimiter(-1)
 
 
+def throttled_for_a_while(limiter: RateLimiter) -> None:
+    """Throttles for the last 2.5 s, none more than a window apart: a share, not a burst."""
+    assert isinstance(limiter, AdaptiveLimiter)
+    now = time.monotonic()
+    for ago in (2.5, 1.7, 0.9):
+        limiter.state.on_throttled(now - ago)
+    assert limiter.state.w_max is None  # not yet: 1.6 s of throttles may be a passing burst
+    limiter.on_throttled()
+
+
 async def test_adaptive_limiter_follows_the_admitted_rate() -> None:
     now = [100.0]
-    limiter = AdaptiveLimiter(StrictRateLimiter(100), clock=lambda: now[0])
+    limiter = AdaptiveLimiter(StrictRateLimiter(100), persist=0, clock=lambda: now[0])
     assert limiter.rate == 100
     for i in range(70):  # 70 answers admitted over the last second
         now[0] = 100.0 + i / 70
@@ -200,7 +210,7 @@ async def test_throttled_retries_go_through_the_adaptive_rate(
         for _ in range(11):
             await client.call("DescribeVpnConnections")
             await asyncio.sleep(0.1)
-        limiter.on_throttled()
+        throttled_for_a_while(limiter)
         assert limiter.rate < 20
         times.clear()
         await asyncio.gather(*(client.call("DescribeVpnConnections") for _ in range(6)))
@@ -221,7 +231,7 @@ async def test_throttling_slows_the_client_down(arrivals: tuple[str, list[float]
         limiter = registry.get(
             account="AKIDtest", region="ap-guangzhou", action="DescribeVpnConnections"
         )
-        limiter.on_throttled()  # nothing admitted yet: half the rate, then beta
+        throttled_for_a_while(limiter)  # nothing admitted yet: half the rate, then beta
         assert limiter.rate == pytest.approx(BETA * 50, rel=0.05)
         await asyncio.gather(*(client.call("DescribeVpnConnections") for _ in range(36)))
     # Arrivals spread over ~0.35 s at the full 100/s and ~0.75 s at 47.5/s.
@@ -274,7 +284,7 @@ async def test_registry_needs_a_running_loop() -> None:
 
 
 async def test_adaptive_limiter_is_fifo_and_cancellation_safe() -> None:
-    limiter = AdaptiveLimiter(StrictRateLimiter(400))
+    limiter = AdaptiveLimiter(StrictRateLimiter(400), persist=0)
     limiter.on_throttled()  # nothing admitted yet: about 190/s, paced in front of the strict one
     assert limiter.rate < 200
     order: list[int] = []
@@ -344,3 +354,40 @@ async def test_permit_release_is_idempotent_and_observable() -> None:
     late = Permit(loop)
     late.release()
     assert late._released.result() == late.ended  # made after the release: already done
+
+
+async def test_a_stalled_request_holds_the_window_back_by_the_learned_allowance() -> None:
+    """Requests that end within 1 ms teach an allowance at its floor (not the first 0.25 s); a
+    request that then stalls delays the permit one window after it by about that much."""
+    limiter = StrictRateLimiter(1000, window_limit=20)
+    assert limiter.latency_allowance == 0.25  # nothing learned yet
+    for _ in range(30):  # the last 10 wait for the first 10 to leave the window, and learn
+        permit = await limiter.acquire()
+        await asyncio.sleep(0.001)
+        permit.release()
+    assert limiter.latency_allowance == 0.05
+    stalled = await limiter.acquire()  # never released: its answer is held back
+    for _ in range(19):  # the requests in between end at once
+        (await limiter.acquire()).release()
+    await limiter.acquire()  # one window after the stalled one reached the server
+    waited = asyncio.get_running_loop().time() - stalled.started
+    assert 1.0 <= waited < 1.2  # a fixed 0.25 s allowance would make it at least 1.25 s
+
+
+async def test_the_allowance_follows_slow_requests_and_a_fixed_one_stays() -> None:
+    learned = StrictRateLimiter(1000, window_limit=4)
+    fixed = StrictRateLimiter(1000, window_limit=4, latency_allowance=0.1)
+
+    async def slow(limiter: StrictRateLimiter) -> None:
+        permit = await limiter.acquire()
+        await asyncio.sleep(0.3)
+        permit.release()
+
+    for limiter in (learned, fixed):
+        await asyncio.gather(*(slow(limiter) for _ in range(6)))
+    assert learned.latency_allowance >= 0.3  # round trips of 0.3 s: never below them
+    assert fixed.latency_allowance == 0.1
+    with pytest.raises(ValueError, match="latency_allowance"):
+        StrictRateLimiter(10, latency_allowance=-1)
+    with pytest.raises(ValueError, match="min_latency_allowance"):
+        StrictRateLimiter(10, min_latency_allowance=-1)

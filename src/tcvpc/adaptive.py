@@ -5,9 +5,20 @@ After a throttle the rate drops to ``BETA * W_max``, where ``W_max`` is the rate
 *admitted* over the last second (not what we sent, not what we were allowed): that is the share
 the server gives us while someone else spends the rest. It then follows
 ``W(t) = C * (t - K)**3 + W_max``: concave back up to ``W_max`` (``K`` seconds), flat near it,
-then convex, probing beyond it carefully, capped at twice the admitted rate. Each throttle
-re-measures ``W_max``, so a burst of throttles does not compound into a collapse; it keeps the
-rate near the share the server admits. Why these constants: ``benchmarks/b6_strangers.py``.
+then convex, probing beyond it carefully, capped at twice the admitted rate. Each cut
+re-measures ``W_max`` rather than multiplying the last rate, so cuts do not compound into a
+collapse; they keep the rate near the share the server admits. Why these constants: ``benchmarks/b6_strangers.py``.
+
+Two rules decide which throttles count (B3 measures what they save, B6 what they cost):
+
+* **A passing burst is not a share.** At the full rate, throttles start an *episode* (throttles
+  never more than :data:`WINDOW` apart); the rate is cut only once the episode has lasted
+  :data:`PERSIST` seconds. Someone else's burst throttles the next few requests whatever rate we
+  send and is over within a second: a cut for it would only slow us down for seconds after it.
+  A stranger who keeps spending part of the quota keeps throttling us, and is followed.
+* **One cut per window.** Once adapting, a throttle cuts at once, but the throttles within
+  :data:`WINDOW` of a cut are answers to requests the server counted before the cut could show:
+  they do not cut again (one reduction per round trip, as TCP does).
 
 The Redis limiter reimplements :func:`cubic_rate` in Lua; keep it pure and keep both in step.
 """
@@ -17,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["BETA", "MIN_RATE", "WINDOW", "AdaptiveRate", "C", "cubic_rate"]
+__all__ = ["BETA", "MIN_RATE", "PERSIST", "WINDOW", "AdaptiveRate", "C", "cubic_rate"]
 
 BETA = 0.95
 """Multiplicative decrease: after a throttle, send at ``BETA`` times the admitted rate.
@@ -36,6 +47,10 @@ MIN_RATE = 0.5
 
 WINDOW = 1.0
 """Seconds over which the admitted rate is measured: the server counts per second."""
+
+PERSIST = 2.0
+"""Seconds throttles must keep coming (none more than :data:`WINDOW` apart) before the first cut
+from the full rate: two of the server's windows, so one burst, or two in a row, is not enough."""
 
 _MIN_SPAN = 0.1
 """The shortest span an admitted rate is measured over (two answers 1 ms apart are no rate)."""
@@ -62,8 +77,10 @@ class AdaptiveRate:
         "_admitted",
         "_beta",
         "_c",
-        "_halved_at",
+        "_episode_start",
+        "_last_throttle",
         "_min_rate",
+        "_persist",
         "_since",
         "_throttled_at",
         "_w_max",
@@ -77,6 +94,7 @@ class AdaptiveRate:
         beta: float = BETA,
         c: float = C,
         min_rate: float = MIN_RATE,
+        persist: float = PERSIST,
     ) -> None:
         if not max_rate > 0:
             raise ValueError(f"max_rate must be > 0, not {max_rate!r}")
@@ -84,6 +102,8 @@ class AdaptiveRate:
             raise ValueError(f"beta must be in (0, 1), not {beta!r}")
         if not c > 0:
             raise ValueError(f"c must be > 0, not {c!r}")
+        if not persist >= 0:
+            raise ValueError(f"persist must be >= 0 seconds, not {persist!r}")
         self.max_rate = float(max_rate)
         self._beta = beta
         self._c = c
@@ -92,7 +112,9 @@ class AdaptiveRate:
         self._since = 0.0  # when the answers now in the window started coming
         self._w_max = self.max_rate
         self._throttled_at: float | None = None
-        self._halved_at = -math.inf
+        self._persist = float(persist)
+        self._last_throttle = -math.inf
+        self._episode_start = -math.inf
 
     @property
     def w_max(self) -> float | None:
@@ -123,17 +145,23 @@ class AdaptiveRate:
         self._admitted.append(now)
 
     def on_throttled(self, now: float) -> None:
-        """The server throttled one of our requests: restart the curve from what it admits."""
+        """The server throttled one of our requests: restart the curve from what it admits.
+
+        Unless it is part of a passing burst, or of the window after the last cut (see the
+        module's rules).
+        """
+        if now - self._last_throttle > WINDOW:
+            self._episode_start = now  # a new episode of throttles
+        self._last_throttle = now
+        if self._throttled_at is None:
+            if now - self._episode_start < self._persist:
+                return  # at the full rate: maybe a passing burst, not yet a share
+        elif now - self._throttled_at < WINDOW:
+            return  # counted in the same server window as the throttle that cut
         admitted = self.admitted_rate(now)
-        if admitted > 0:
-            w_max = admitted
-        elif now - self._halved_at >= WINDOW:
-            # Nothing admitted lately tells us no share: halve what we were allowed, once per
-            # window, so a burst of throttles at a cold start does not halve ten times over.
-            w_max = self.rate(now) / 2
-            self._halved_at = now
-        else:
-            w_max = self._w_max
+        # Nothing admitted lately tells us no share: halve what we were allowed (once per
+        # window, like every cut).
+        w_max = admitted if admitted > 0 else self.rate(now) / 2
         self._w_max = min(self.max_rate, max(self._min_rate, w_max))
         self._throttled_at = now
 

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-from tcvpc.adaptive import BETA, AdaptiveRate, C
+from tcvpc.adaptive import BETA, PERSIST, AdaptiveRate, C
 
 __all__ = [
     "DEFAULT_RATE",
@@ -43,6 +43,8 @@ _CATCH_UP = 0.05
 _BUCKET_MIN, _BUCKET_MAX = 1.5, 5.0
 _WINDOW = 1.0
 _EPSILON = 0.001
+_INITIAL_ALLOWANCE = 0.25
+"""Seconds a request may take to reach the server, until the durations of ended ones are known."""
 
 
 class Permit:
@@ -136,7 +138,10 @@ class StrictRateLimiter:
       only one second after the ``k``-th request ended (or after its start plus
       ``latency_allowance`` if it still runs): a request reaches the server before it ends, so
       this holds however the server counts and however latencies vary. Counting *starts* is not
-      enough: a late request lands in the same server second as ``n`` later ones.
+      enough: a late request lands in the same server second as ``n`` later ones. The allowance
+      is learned from the requests' own durations (RFC 6298's retransmission timeout: smoothed
+      duration plus four deviations, at least ``min_latency_allowance``), so one stalled answer
+      holds the window back by about one usual round trip, not by a fixed quarter second.
     * **Paced**: underneath, a token bucket refilled at ``rate`` holding 50 ms of tokens (1.5 to
       5) spaces requests evenly and absorbs the event loop's timer rounding.
       ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady rate.
@@ -157,15 +162,29 @@ class StrictRateLimiter:
         rate: float = DEFAULT_RATE,
         *,
         window_limit: int | None = None,
-        latency_allowance: float = 0.25,
+        latency_allowance: float | None = None,
+        min_latency_allowance: float = 0.05,
     ) -> None:
+        """``latency_allowance``: how long after its start a request may still reach the server;
+        ``None`` learns it (at least ``min_latency_allowance``, which covers a busy event loop on
+        either side; before any request has ended, 0.25 s)."""
         if not rate > 0:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
         self.rate = float(rate)
         self.window_limit = window_limit or max(1, math.ceil(self.rate))
         if self.window_limit < 1:
             raise ValueError("window_limit must be >= 1")
-        self._allowance = latency_allowance
+        if latency_allowance is not None and not latency_allowance >= 0:
+            raise ValueError(f"latency_allowance must be >= 0 seconds, not {latency_allowance!r}")
+        if not min_latency_allowance > 0:
+            raise ValueError(
+                f"min_latency_allowance must be > 0 seconds, not {min_latency_allowance!r}"
+            )
+        self._fixed_allowance = latency_allowance
+        self._min_allowance = min_latency_allowance
+        self._allowance = _INITIAL_ALLOWANCE if latency_allowance is None else latency_allowance
+        self._srtt: float | None = None  # smoothed request duration (RFC 6298's SRTT)
+        self._rttvar = 0.0
         capacity = min(_BUCKET_MAX, max(_BUCKET_MIN, self.rate * _CATCH_UP))
         self._bucket = AsyncLimiter(capacity, capacity / self.rate)
         self._fifo = asyncio.Lock()
@@ -187,7 +206,7 @@ class StrictRateLimiter:
         if not _take_token_now(self._bucket):
             return None
         permit = Permit(loop)
-        recent.append(permit)
+        self._push(permit)
         return permit
 
     async def acquire(self) -> Permit:
@@ -201,10 +220,19 @@ class StrictRateLimiter:
                     await self._one_window_after(self._recent[0])
                 await self._bucket.acquire()
                 permit = Permit(asyncio.get_running_loop())
-                self._recent.append(permit)
+                self._push(permit)
                 return permit
         finally:
             self._queued -= 1
+
+    def _push(self, permit: Permit) -> None:
+        """Add a granted permit to the window; the one it pushes out teaches the allowance."""
+        recent = self._recent
+        if len(recent) == self.window_limit:
+            oldest = recent[0]
+            if oldest.ended is not None and self._fixed_allowance is None:
+                self._learn(oldest.ended - oldest.started)
+        recent.append(permit)
 
     def _window_holds(self, oldest: Permit, now: float) -> bool:
         """True while the window rule keeps the next permit back (see _one_window_after)."""
@@ -228,6 +256,25 @@ class StrictRateLimiter:
         delay = min(ended, allowed_until) + _WINDOW + _EPSILON - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    @property
+    def latency_allowance(self) -> float:
+        """Seconds after its start by which a request is taken to have reached the server."""
+        return self._allowance
+
+    def _learn(self, duration: float) -> None:
+        """RFC 6298's estimator over the durations of requests that ended (no clock of its own).
+
+        Sampled as each request leaves the window: only while the window is full, which is the
+        only time the allowance is used. A request still running then (a stalled answer) is no
+        sample: its duration is not known.
+        """
+        if self._srtt is None:
+            self._srtt, self._rttvar = duration, duration / 2
+        else:
+            self._rttvar += 0.25 * (abs(self._srtt - duration) - self._rttvar)
+            self._srtt += 0.125 * (duration - self._srtt)
+        self._allowance = max(self._min_allowance, self._srtt + 4 * self._rttvar)
 
     def on_throttled(self) -> None:
         """Ignored: the strict limit does not depend on the server's answers."""
@@ -260,10 +307,11 @@ class AdaptiveLimiter:
         *,
         beta: float = BETA,
         c: float = C,
+        persist: float = PERSIST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.strict = strict
-        self.state = AdaptiveRate(strict.rate, beta=beta, c=c)
+        self.state = AdaptiveRate(strict.rate, beta=beta, c=c, persist=persist)
         self._clock = clock
         self._fifo = asyncio.Lock()
         self._queued = 0

@@ -52,3 +52,59 @@ async def test_a_hedged_watch_waits_for_gone_without_teaching_the_estimator() ->
     assert seen is WatchResult.GONE
     assert fake.describes >= 2  # it was looked at while still DELETING, then again
     assert estimator.bounds == (0.0, None)
+
+
+class _StallingVpc(FakeVpc):
+    """Describe calls numbered in ``stall`` never answer (a server that holds the answer)."""
+
+    def __init__(self, *args: object, stall: set[int], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.stall = stall
+
+    async def describe_vpn_connections(self, **kwargs: object):  # type: ignore[no-untyped-def,override]
+        if self.describes + 1 in self.stall:
+            self.describes += 1
+            await asyncio.sleep(3600)
+        async for tunnel in super().describe_vpn_connections(**kwargs):  # type: ignore[arg-type]
+            yield tunnel
+
+
+async def test_an_overdue_poll_is_sent_again_and_the_first_answer_wins() -> None:
+    """A stalled poll costs a few usual poll times, not the whole stall timeout."""
+    refs = make_refs(2, 1)
+    fake = _StallingVpc(refs, stall={9})
+    watcher = DeletionWatcher(fake, min_poll_hedge=0.02, min_poll_timeout=0.25)
+    task = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(8):  # usual polls: about 1 ms each
+            await asyncio.wait_for(watcher.look(refs[0]), 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        seen = await asyncio.wait_for(watcher.look(refs[1]), 5)
+        took = loop.time() - started
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert seen is WatchResult.NOT_DELETING
+    assert fake.describes == 10  # the stalled ninth and its hedge
+    assert watcher.hedged_polls == 1
+    assert took < 0.2  # abandoning the stalled poll would take min_poll_timeout (0.25 s) at least
+
+
+async def test_a_poll_whose_hedge_stalls_too_is_abandoned_and_redone() -> None:
+    refs = make_refs(1, 1)
+    fake = _StallingVpc(refs, stall={9, 10})
+    watcher = DeletionWatcher(fake, min_poll_hedge=0.02, min_poll_timeout=0.1)
+    task = asyncio.create_task(watcher.run())
+    try:
+        for _ in range(8):
+            await asyncio.wait_for(watcher.look(refs[0]), 5)
+        seen = await asyncio.wait_for(watcher.look(refs[0]), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert seen is WatchResult.NOT_DELETING
+    assert fake.describes == 11  # both stalled, then polled again at once
+    assert watcher.hedged_polls == 1

@@ -389,6 +389,9 @@ def _make_client(
             rate=options.rate,
             limiters=limiters,
             timeout=options.timeout,
+            # The engine takes each gateway's turns itself, on the watcher's evidence; the
+            # client's lanes would hold a gateway the hedge freed until the stalled answer ends.
+            gateway_lanes=False,
         )
     except CredentialsNotFoundError as exc:
         raise _ConfigError(str(exc)) from None

@@ -104,10 +104,12 @@ def job_retry_policy() -> RetryPolicy:
     when the server throttles it, so the retry wait does not have to keep the rate down; it only
     spreads the retries (full jitter). Each second a throttled delete sleeps is a second added to
     its gateway's serial chain, and a chain is the job's critical path (see benchmarks/ B3).
+    Transient faults (5xx, dropped connections) start from 50 ms for the same reason.
     """
     return dataclasses.replace(
         RetryPolicy.patient(),
         throttled=Backoff(0.05, 5.0, 20),
+        transient=Backoff(0.05, 20.0, 12),  # the low end of the usual 0.05-0.1 s: same reason
         invalid_state=Backoff(0.0, 0.0, 1),  # the engine's requeue is the better retry for it
     )
 

@@ -30,9 +30,11 @@ How the polls are shaped:
   ``retry_after``: a retry inside the call would sleep for the throttle schedule (seconds) while
   up to five gateways wait for the answer, and the next look is a retry anyway (the client's
   limiter and throttle pacer still bound the rate).
-* **A stalled poll is abandoned.** A poll unanswered after four times the 95th percentile of
-  recent polls (at least ``min_poll_timeout``) is cancelled and its tunnels are polled again at
-  once: Describe only reads, and up to five gateways wait on its answer.
+* **An overdue poll is hedged, a stalled one abandoned.** A poll unanswered after four times
+  the 95th percentile of recent polls (at least ``min_poll_hedge``) is sent once more, and the
+  first answer wins: Describe only reads, and up to five gateways wait on its answer. If neither
+  has answered ``min_poll_timeout`` (or four times the 95th percentile) later, both are cancelled
+  and the tunnels polled again at once.
 * **Looks for the engine's hedge.** :meth:`DeletionWatcher.look` asks once, as soon as possible
   (riding in the next batch), whether a tunnel whose delete has not been answered yet is
   ``DELETING`` or gone: the engine frees its gateway on that evidence instead of waiting out a
@@ -131,6 +133,7 @@ class DeletionWatcher:
         max_concurrent_polls: int = 8,
         retry_after: float = 0.02,
         min_poll_timeout: float = 0.25,
+        min_poll_hedge: float = 0.02,
         estimator: DelayEstimator | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -140,6 +143,7 @@ class DeletionWatcher:
         self.max_recheck = max_recheck
         self.retry_after = retry_after
         self.min_poll_timeout = min_poll_timeout
+        self.min_poll_hedge = min_poll_hedge
         self._poll_times: deque[float] = deque(maxlen=128)
         self.estimator = estimator or DelayEstimator()
         self._clock = clock
@@ -150,6 +154,8 @@ class DeletionWatcher:
         self._polling: dict[asyncio.Task[None], list[_Watch]] = {}
         self._stopped = False
         self.polls = 0
+        self.hedged_polls = 0
+        """Polls sent a second time because the first was overdue."""
         self.fatal: AuthError | None = None
 
     def __len__(self) -> int:
@@ -243,18 +249,45 @@ class DeletionWatcher:
         recheck = min(self.max_recheck, max(self.min_recheck, 0.1 * age))
         _, hi = self.estimator.bounds
         if hi is not None:
-            if entry.since + hi > now + recheck:
+            if entry.since + hi > now:
                 return entry.since + hi
             if age < 2 * hi:  # about when the task ends: a gateway waits on every late look
                 recheck = max(self.min_recheck / 2, min(recheck, 0.02 * hi))
         return now + recheck
 
-    def _poll_timeout(self) -> float:
+    def _poll_timeouts(self) -> tuple[float, float]:
+        """(when to send the same poll again, when to give up on both) in seconds."""
         if len(self._poll_times) < 8:
-            return max(self.min_poll_timeout, 1.0)
+            timeout = max(self.min_poll_timeout, 1.0)
+            return timeout, timeout
         ordered = sorted(self._poll_times)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-        return max(self.min_poll_timeout, 4.0 * p95)
+        overdue = 4.0 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return max(self.min_poll_hedge, overdue), max(self.min_poll_timeout, overdue)
+
+    async def _describe_hedged(self, ids: list[str]) -> dict[str, TunnelState]:
+        """One Describe, and the same one again if it is overdue; the first to end decides.
+
+        Raises :class:`TimeoutError` when neither ended in time (a stalled poll).
+        """
+        hedge_after, timeout = self._poll_timeouts()
+        tasks = {asyncio.ensure_future(self._describe(ids))}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=hedge_after)
+            if not done:
+                tasks.add(asyncio.ensure_future(self._describe(ids)))
+                self.hedged_polls += 1
+                done, _ = await asyncio.wait(
+                    tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            if not done:
+                raise TimeoutError
+            return done.pop().result()
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # the loser's error was seen: no "never retrieved" warning
 
     async def _describe(self, ids: list[str]) -> dict[str, TunnelState]:
         return {
@@ -269,8 +302,7 @@ class DeletionWatcher:
             ids = [w.tunnel.vpn_connection_id for w in batch]
             sent = self._clock()
             try:
-                async with asyncio.timeout(self._poll_timeout()):
-                    states = await self._describe(ids)
+                states = await self._describe_hedged(ids)
             except AuthError as exc:
                 self.fatal = exc
                 for w in batch:
