@@ -546,7 +546,7 @@ async def test_errors_say_when_an_earlier_attempt_may_have_worked(server: Script
 
 
 async def test_http_429_slows_the_limiter_and_counts_as_throttled(server: Script) -> None:
-    registry = LimiterRegistry(100)
+    registry = LimiterRegistry(100, persist=0)  # slow down at the first throttle
     server.then(answer(status=429, body=b"slow down"), err("RequestLimitExceeded"), ok())
     policy = RetryPolicy().without_waits()
     async with make_client(server, limiters=registry, retry_policy=policy) as c:

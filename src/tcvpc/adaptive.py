@@ -7,7 +7,8 @@ the server gives us while someone else spends the rest. It then follows
 ``W(t) = C * (t - K)**3 + W_max``: concave back up to ``W_max`` (``K`` seconds), flat near it,
 then convex, probing beyond it carefully, capped at twice the admitted rate. Each cut
 re-measures ``W_max`` rather than multiplying the last rate, so cuts do not compound into a
-collapse; they keep the rate near the share the server admits. Why these constants: ``benchmarks/b6_strangers.py``.
+collapse; they keep the rate near the share the server admits. Why these constants:
+``benchmarks/b6_strangers.py``.
 
 Two rules decide which throttles count (B3 measures what they save, B6 what they cost):
 

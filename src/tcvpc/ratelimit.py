@@ -381,7 +381,8 @@ class LimiterRegistry:
     Tencent counts limits per action, region and account, so Delete and Describe have separate
     budgets. asyncio primitives belong to one event loop and a process may run several in turn
     (``asyncio.run`` twice, pytest), so each loop gets its own limiters; those of closed loops
-    are dropped. ``adaptive=False`` gives strict limiters that ignore throttles.
+    are dropped. ``adaptive=False`` gives strict limiters that ignore throttles; ``persist`` is
+    how long throttles must keep coming before an adaptive one slows down (see ``adaptive.py``).
     """
 
     def __init__(
@@ -390,6 +391,7 @@ class LimiterRegistry:
         *,
         rates: dict[str, float] | None = None,
         adaptive: bool = True,
+        persist: float = PERSIST,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
@@ -398,6 +400,9 @@ class LimiterRegistry:
                 raise ValueError(f"rate for {action} must be positive, not {value!r}")
         self.rate = float(rate)
         self.adaptive = adaptive
+        if not persist >= 0:
+            raise ValueError(f"persist must be >= 0 seconds, not {persist!r}")
+        self.persist = float(persist)
         self._rates = dict(rates or {})
         self._by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[_Key, RateLimiter]
@@ -421,7 +426,7 @@ class LimiterRegistry:
             limiter = limiters.get(key)
             if limiter is None:
                 strict = StrictRateLimiter(self.rate_for(action))
-                limiter = AdaptiveLimiter(strict) if self.adaptive else strict
+                limiter = AdaptiveLimiter(strict, persist=self.persist) if self.adaptive else strict
                 limiters[key] = limiter
             return limiter
 

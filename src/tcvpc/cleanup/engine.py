@@ -678,7 +678,7 @@ class CleanupEngine:
                 self._first_answer.set()
                 workers.release()
                 worker_held = False
-                await self._on_invalid_state(lane, gw, item, exc, slot)
+                await self._on_invalid_state(lane, gw, item, exc, slot, started)
                 return
             except NotFoundError as exc:  # a client that ignores missing_ok
                 result = DeleteResult(
@@ -760,7 +760,13 @@ class CleanupEngine:
             wait *= 2  # not DELETING yet: the request may still wait at the limiter
 
     async def _on_invalid_state(
-        self, lane: _Lane, gw: Gateway, item: PendingTunnel, exc: InvalidStateError, slot: _Slot
+        self,
+        lane: _Lane,
+        gw: Gateway,
+        item: PendingTunnel,
+        exc: InvalidStateError,
+        slot: _Slot,
+        started: float,
     ) -> None:
         """A tunnel refused as mid-task: wait until it is not ``DELETING``, then decide.
 
@@ -779,8 +785,10 @@ class CleanupEngine:
         if slot.hedged:
             seen = WatchResult.GONE  # the hedge saw it gone: our own delete's retry was refused
         elif self.config.watch and not self._stopping:
+            # Watched from the call's start: when an earlier attempt of this call acted (its
+            # answer lost), the task started then, not at this refusal. It teaches nothing.
             with contextlib.suppress(TcvpcError):
-                seen = await lane.watcher.watch(item.tunnel)
+                seen = await lane.watcher.watch(item.tunnel, started, learn=False)
         if seen is WatchResult.GONE:
             self._record_gone(item, unknown, attempts, exc.request_id)
             return
