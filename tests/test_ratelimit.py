@@ -383,6 +383,14 @@ async def test_the_allowance_follows_slow_requests_and_a_fixed_one_stays() -> No
         await asyncio.sleep(0.3)
         permit.release()
 
+    async def abandoned(limiter: StrictRateLimiter) -> None:
+        permit = await limiter.acquire()
+        await asyncio.sleep(0.6)
+        permit.release(answered=False)  # cancelled, timed out: no round trip to learn from
+
+    unanswered = StrictRateLimiter(1000, window_limit=4)
+    await asyncio.gather(*(abandoned(unanswered) for _ in range(6)))
+    assert unanswered.latency_allowance == 0.25  # learned nothing: still the initial one
     for limiter in (learned, fixed):
         await asyncio.gather(*(slow(limiter) for _ in range(6)))
     assert learned.latency_allowance >= 0.3  # round trips of 0.3 s: never below them

@@ -592,6 +592,7 @@ class VpcClient:
             else:
                 response = await self._send_within_deadline(call)
         except TcvpcError as exc:
+            permit.release(answered=exc.answered)  # a lost answer's duration is no round trip
             call.in_flight = False  # the error says what we know (outcome_unknown)
             exc.after_unknown_outcome = call.outcome_unknown
             call.outcome_unknown = call.outcome_unknown or exc.outcome_unknown
@@ -601,6 +602,7 @@ class VpcClient:
                 call.limiter.on_admitted()
             raise
         except BaseException:
+            permit.release(answered=False)
             if call.in_flight:  # cancelled mid-request: in_flight stays set for _finish
                 self.stats.requests_cancelled += 1
             raise

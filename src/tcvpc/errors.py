@@ -94,6 +94,9 @@ class TcvpcError(Exception):
     """Base of every exception tcvpc raises on purpose."""
 
     retry_kind: ClassVar[RetryKind | None] = None
+    answered: ClassVar[bool] = False
+    """Whether an HTTP answer came back for the attempt (an API error or a foreign response):
+    then the attempt's duration is a round trip, which the rate limiter learns from."""
     outcome_unknown: bool = False
     """True when the request may have been executed although we saw no answer."""
     attempts: int = 1
@@ -177,6 +180,8 @@ class ResponseError(TcvpcError):
     between; the request may or may not have reached the API (``outcome_unknown``).
     """
 
+    answered = True
+
     def __init__(self, message: str, *, action: str, status: int, excerpt: str) -> None:
         super().__init__(f"{message} (action {action}, HTTP {status}): {excerpt!r}")
         self.action = action
@@ -213,6 +218,8 @@ class ResponseTooLargeError(ResponseError):
 
 class ApiError(TcvpcError):
     """An error the API itself returned (HTTP 200, ``Response.Error``)."""
+
+    answered = True
 
     def __init__(
         self,

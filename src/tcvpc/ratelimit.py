@@ -50,23 +50,30 @@ _INITIAL_ALLOWANCE = 0.25
 class Permit:
     """Permission for one request; call :meth:`release` when the request has ended."""
 
-    __slots__ = ("_ended", "_loop", "_waiter", "started")
+    __slots__ = ("_ended", "_loop", "_waiter", "answered", "started")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.started = loop.time()
         self._ended: float | None = None
         self._waiter: asyncio.Future[float] | None = None
+        self.answered = False
+        """Whether its request ended with an answer (its duration is then a round trip)."""
 
     @property
     def ended(self) -> float | None:
         """``loop.time()`` when the permit was released, or ``None`` while its request runs."""
         return self._ended
 
-    def release(self) -> None:
-        """Mark the request as ended (answered, failed or cancelled). Idempotent."""
+    def release(self, *, answered: bool = True) -> None:
+        """Mark the request as ended. Idempotent: the first call counts.
+
+        ``answered=False`` when it ended without an answer (cancelled, timed out, connection
+        lost): how long it took then says nothing about round trips (Karn's rule).
+        """
         if self._ended is None:
             self._ended = self._loop.time()
+            self.answered = answered
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(self._ended)
@@ -230,8 +237,9 @@ class StrictRateLimiter:
         recent = self._recent
         if len(recent) == self.window_limit:
             oldest = recent[0]
-            if oldest.ended is not None and self._fixed_allowance is None:
-                self._learn(oldest.ended - oldest.started)
+            ended = oldest.ended
+            if ended is not None and oldest.answered and self._fixed_allowance is None:
+                self._learn(ended - oldest.started)
         recent.append(permit)
 
     def _window_holds(self, oldest: Permit, now: float) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from cleanup_fakes import FakeVpc, make_refs
 
-from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult
+from tcvpc.cleanup.watcher import DelayEstimator, DeletionWatcher, WatchResult, _Watch
 
 
 async def test_look_tells_deleting_gone_and_not_deleting_in_one_batched_poll() -> None:
@@ -108,3 +109,26 @@ async def test_a_poll_whose_hedge_stalls_too_is_abandoned_and_redone() -> None:
     assert seen is WatchResult.NOT_DELETING
     assert fake.describes == 11  # both stalled, then polled again at once
     assert watcher.hedged_polls == 1
+
+
+def test_the_estimator_bisects_until_the_window_is_within_half_a_percent() -> None:
+    estimator = DelayEstimator()
+    estimator.saw_present(0.249)
+    estimator.saw_gone(0.252)  # 3 ms wide: about 1.2% of the duration
+    looks = [estimator.first_look() for _ in range(6)]
+    assert looks.count(pytest.approx(0.2505)) == 2  # one in three looks at the middle
+    assert looks.count(0.252) == 4
+    estimator.saw_present(0.2515)  # now 0.5 ms wide: below 0.5% of 0.252 s
+    assert {estimator.first_look() for _ in range(6)} == {0.252}
+
+
+async def test_a_tunnel_still_there_before_the_learned_end_is_looked_at_again_at_the_end() -> None:
+    estimator = DelayEstimator()
+    estimator.saw_present(0.2)
+    estimator.saw_gone(0.25)
+    watcher = DeletionWatcher(FakeVpc([]), estimator=estimator)
+    entry = _Watch(0.0, 0, make_refs(1, 1)[0], 100.0, asyncio.get_running_loop().create_future())
+    # A look at 0.245 s found it there: the next is at the learned bound, 5 ms later, not a
+    # recheck interval (10 ms) later; one after the bound rechecks after that interval.
+    assert watcher._next_look(entry, 100.245) == pytest.approx(100.25)
+    assert watcher._next_look(entry, 100.251) == pytest.approx(100.261)

@@ -17,12 +17,13 @@ How the polls are shaped:
 * **Polls when a tunnel is due, not on a fixed tick.** The watcher learns the delete duration from
   what it saw: ``hi`` is the shortest time after which a tunnel was seen gone, ``lo`` the longest
   after which one was still there. The first look at a new tunnel is at ``hi`` (most are gone by
-  then); while the window ``(lo, hi)`` is wide, one watch in three looks at its middle instead
-  (a bisection across tunnels), so the window narrows to the true duration within a few dozen
-  tunnels. A tunnel still there is looked at again after 10% of the time it has been watched
-  (at least 20 ms, at most 2 s): quick for short tasks, cheap for long ones; but while it is
-  younger than twice the learned duration, after at most 2% of that duration and at least
-  10 ms (a look just before the end is the common case, and its gateway idles until the next).
+  then); while the window ``(lo, hi)`` is wider than 0.5% of ``hi``, one watch in three looks at
+  its middle instead (a bisection across tunnels; if the tunnel is still there, the next look
+  is at ``hi``), so the window narrows to the true duration within a few dozen tunnels. A
+  tunnel still there is looked at again after 10% of the time it has been watched (at least
+  20 ms, at most 2 s): quick for short tasks, cheap for long ones; but while it is younger than
+  twice the learned duration, after at most 2% of that duration and at least 10 ms (a look just
+  before the end is the common case, and its gateway idles until the next).
 * **Coalescing.** When a look is due, tunnels due within the next few milliseconds ride along, so
   calls carry 5 IDs whenever there are 5 to carry.
 * **A failed poll is not retried, it is re-polled.** A poll that meets an error (throttled, a
@@ -102,7 +103,8 @@ class DelayEstimator:
         if hi is None:
             return max(self.initial, lo)
         gap = hi - lo
-        if gap > max(0.02 * hi, 0.005) and next(self._counter) % 3 == 0:
+        # Wide: more than 0.5% of the duration (1 ms at least), each ms of it is on a chain.
+        if gap > max(0.005 * hi, 0.001) and next(self._counter) % 3 == 0:
             return (lo + hi) / 2
         return hi
 
