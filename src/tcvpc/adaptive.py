@@ -22,6 +22,8 @@ Two rules decide which throttles count (B3 measures what they save, B6 what they
   they do not cut again (one reduction per round trip, as TCP does).
 
 The Redis limiter reimplements :func:`cubic_rate` in Lua; keep it pure and keep both in step.
+Its rules for which throttles count are its own (one cut per 0.5 s for the whole fleet; no
+persistence filter yet).
 """
 
 from __future__ import annotations
