@@ -316,6 +316,32 @@ async def test_a_free_permit_comes_without_suspending() -> None:
         permit.release()
 
 
+@pytest.mark.parametrize("direct", [True, False])
+async def test_taking_a_free_token_fills_the_bucket_as_acquire_does(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """The non-waiting take (aiolimiter's level directly, or its ``acquire()`` run to completion
+    when another aiolimiter has no such level) spends exactly what ``acquire()`` spends: the
+    bucket then refuses the same next token."""
+    from aiolimiter import AsyncLimiter
+
+    from tcvpc import ratelimit
+
+    if direct:
+        assert ratelimit._DIRECT_TAKE  # the aiolimiter this project pins keeps a level
+    monkeypatch.setattr(ratelimit, "_DIRECT_TAKE", direct)
+    taken, acquired = AsyncLimiter(3, 1000), AsyncLimiter(3, 1000)  # refills in minutes
+    for _ in range(3):
+        assert ratelimit._take_token_now(taken)
+        await acquired.acquire()
+    assert not ratelimit._take_token_now(taken)
+    assert not taken.has_capacity() and not acquired.has_capacity()
+    assert taken._level == pytest.approx(acquired._level, abs=1e-3)
+    limiter = StrictRateLimiter(2, window_limit=10)  # a bucket of 1.5 tokens: one free
+    assert limiter.try_acquire() is not None
+    assert limiter.try_acquire() is None
+
+
 async def test_try_acquire_never_overtakes_a_queued_call() -> None:
     # Two permits fill the window; the third call waits for it, the fourth queues behind.
     limiter = StrictRateLimiter(1000, window_limit=2, latency_allowance=0.0)

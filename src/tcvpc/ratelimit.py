@@ -89,16 +89,27 @@ class Permit:
         return self._waiter
 
 
+_DIRECT_TAKE = "_level" in getattr(AsyncLimiter, "__slots__", ())
+"""aiolimiter 1.x keeps its bucket's fill in ``_level`` (tests/test_ratelimit.py checks that
+taking it here matches what ``acquire()`` does)."""
+
+
 def _take_token_now(bucket: AsyncLimiter) -> bool:
     """Take one token from ``bucket`` without waiting, or take none and return ``False``.
 
-    aiolimiter has no non-blocking acquire, but its ``acquire()`` returns without suspending
-    when ``has_capacity()`` says a token is there: run it to completion here. Should it ever
-    suspend (a later aiolimiter), it is closed and the caller waits the usual way; the entry it
-    left in aiolimiter's queue takes no token (a waiter takes its token when it resumes).
+    aiolimiter has no non-blocking acquire. When ``has_capacity()`` says a token is there,
+    ``acquire()`` would return without suspending after adding one to the bucket's level (and
+    re-timing its waiters: the callers here run only while nobody waits on this bucket): that
+    is done directly, which spares a coroutine and its StopIteration per request. Without that
+    attribute (another aiolimiter), ``acquire()`` is run to completion here; should it ever
+    suspend, it is closed and the caller waits the usual way: the entry it left in aiolimiter's
+    queue takes no token (a waiter takes its token when it resumes).
     """
     if not bucket.has_capacity():
         return False
+    if _DIRECT_TAKE:
+        bucket._level += 1
+        return True
     step = bucket.acquire()
     try:
         step.send(None)
