@@ -218,20 +218,77 @@ class GatewayLanes:
         limit = policy.deadline if deadline is None else deadline
         if not limit > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        deadline_at = self._clock() + limit
+        now = self._clock()
+        deadline_at = now + limit
+        started: float | None = now
         self.stats.turns += 1
-        lane = self._lanes.get(key)
+        lanes = self._lanes
+        lane = lanes.get(key)
         if lane is None:  # a free gateway: the lane is made held by this call
-            if len(self._lanes) >= self._sweep_at:
+            if len(lanes) >= self._sweep_at:
                 self._sweep()
-            lane = self._lanes[key] = _Lane()
+            lane = lanes[key] = _Lane()
         elif lane.held:
             self.stats.waited += 1
             await self._queue(key, lane, deadline_at, limit)
+            started = None  # waited: the first round reads the clock again
         else:
             lane.held = True
+        # The rounds run in this frame (no coroutine of their own: every await of a request
+        # passes through each frame above it).
+        attempts = 0
+        unknown = False  # an earlier round's attempt may have taken effect
+        busy = 0
+        not_before = 0.0
+        round_policy = (
+            self._last_round if policy is self._last_policy else self._round_policy(policy)
+        )
         try:
-            return await self._rounds(lane, call, policy, on_busy, deadline_at, limit)
+            while True:
+                if lane.accepted_at is not None or not_before:
+                    if attempts == 0 and self._due(lane, not_before) >= deadline_at:
+                        raise _deadline_error(limit, "before the gateway's task would be over")
+                    await self._wait_turn(lane, not_before)
+                    started = None
+                # A first round that awaited nothing starts when the call did.
+                sent = self._clock() if started is None else started
+                started = None
+                since_accept = None if lane.accepted_at is None else sent - lane.accepted_at
+                if attempts:  # a later round gets what is left of the call's attempts
+                    round_policy = dataclasses.replace(
+                        round_policy, max_attempts=policy.max_attempts - attempts
+                    )
+                try:
+                    result, made = await call(round_policy, deadline=max(1e-3, deadline_at - sent))
+                except TcvpcError as exc:
+                    exc.attempts += attempts
+                    exc.after_unknown_outcome = exc.after_unknown_outcome or unknown
+                    if exc.retry_kind is not RetryKind.GATEWAY_BUSY:
+                        if exc.may_have_taken_effect:
+                            lane.accepted_at = self._clock()  # it may hold the gateway now
+                        raise
+                    attempts = exc.attempts
+                    unknown = exc.may_have_taken_effect
+                    busy += 1
+                    self.stats.busy += 1
+                    not_before = self._after_busy(lane, since_accept, busy, policy)
+                    due = self._due(lane, not_before)
+                    give_up = self._give_up(policy, attempts, busy, due >= deadline_at)
+                    if give_up:
+                        exc.add_note(f"gateway lane: gave up after {give_up}")
+                        raise
+                    if on_busy is not None:
+                        on_busy(exc, attempts, max(0.0, due - self._clock()))
+                    continue
+                except BaseException:
+                    lane.accepted_at = (
+                        self._clock()
+                    )  # cancelled in flight: it may have been accepted
+                    raise
+                if busy == 0 and made == 1 and since_accept is not None:
+                    self.estimator.free(since_accept)
+                lane.accepted_at = self._clock()
+                return result, attempts + made
         finally:
             self._release(key, lane)
 
@@ -287,61 +344,6 @@ class GatewayLanes:
         """Sleep until :meth:`_due` (re-read after each sleep: the estimate may have grown)."""
         while (delay := self._due(lane, not_before) - self._clock()) > 0:
             await self._sleep(delay)
-
-    async def _rounds(
-        self,
-        lane: _Lane,
-        call: Call[T],
-        policy: RetryPolicy,
-        on_busy: Callable[[TcvpcError, int, float], object] | None,
-        deadline_at: float,
-        limit: float,
-    ) -> tuple[T, int]:
-        attempts = 0
-        unknown = False  # an earlier round's attempt may have taken effect
-        busy = 0
-        not_before = 0.0
-        round_policy = self._round_policy(policy)
-        while True:
-            if lane.accepted_at is not None or not_before:
-                if attempts == 0 and self._due(lane, not_before) >= deadline_at:
-                    raise _deadline_error(limit, "before the gateway's task would be over")
-                await self._wait_turn(lane, not_before)
-            sent = self._clock()
-            since_accept = None if lane.accepted_at is None else sent - lane.accepted_at
-            if attempts:  # a later round gets what is left of the call's attempts
-                round_policy = dataclasses.replace(
-                    round_policy, max_attempts=policy.max_attempts - attempts
-                )
-            try:
-                result, made = await call(round_policy, deadline=max(1e-3, deadline_at - sent))
-            except TcvpcError as exc:
-                exc.attempts += attempts
-                exc.after_unknown_outcome = exc.after_unknown_outcome or unknown
-                if exc.retry_kind is not RetryKind.GATEWAY_BUSY:
-                    if exc.may_have_taken_effect:
-                        lane.accepted_at = self._clock()  # it may hold the gateway now
-                    raise
-                attempts = exc.attempts
-                unknown = exc.may_have_taken_effect
-                busy += 1
-                self.stats.busy += 1
-                not_before = self._after_busy(lane, since_accept, busy, policy)
-                due = self._due(lane, not_before)
-                give_up = self._give_up(policy, attempts, busy, due >= deadline_at)
-                if give_up:
-                    exc.add_note(f"gateway lane: gave up after {give_up}")
-                    raise
-                if on_busy is not None:
-                    on_busy(exc, attempts, max(0.0, due - self._clock()))
-                continue
-            except BaseException:
-                lane.accepted_at = self._clock()  # cancelled in flight: it may have been accepted
-                raise
-            if busy == 0 and made == 1 and since_accept is not None:
-                self.estimator.free(since_accept)
-            lane.accepted_at = self._clock()
-            return result, attempts + made
 
     def _after_busy(
         self, lane: _Lane, since_accept: float | None, busy: int, policy: RetryPolicy
