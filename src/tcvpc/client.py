@@ -521,8 +521,11 @@ class VpcClient:
             deadline = policy.deadline
         elif not deadline > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        loop = self._check_loop()
-        self._ensure_session()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._check_loop()  # binds a first loop, refuses another
+        if self._closed:
+            self._ensure_session()  # raises ClientClosedError
         body = _JSON.encode(params).encode("utf-8")
         cached_for = self._cached_for
         if (
@@ -578,16 +581,18 @@ class VpcClient:
 
     async def _attempt_once(self, call: _Call) -> dict[str, Any]:
         """One attempt: a permit within the deadline, the request, what its answer teaches."""
+        now = call.loop.time()
         try:
-            permit = self._free_permit(call)  # a free permit needs no deadline timer
+            permit = self._free_permit(call, now)  # a free permit needs no deadline timer
             if permit is None:
                 permit = await self._permit(call)
+                now = call.loop.time()
         except TcvpcError as exc:  # shed or out of time: nothing sent by this attempt
             exc.after_unknown_outcome = call.outcome_unknown
             raise
         call.attempts += 1
         try:
-            if call.deadline_at - call.loop.time() >= self._timeout:
+            if call.deadline_at - now >= self._timeout:
                 response = await self._attempt(call)  # its own timeout ends it first
             else:
                 response = await self._send_within_deadline(call)
@@ -612,12 +617,12 @@ class VpcClient:
         call.limiter.on_admitted()
         return response
 
-    def _free_permit(self, call: _Call) -> Permit | None:
-        """A permit if the limiter has one free now; ``None`` when the call must wait for it.
+    def _free_permit(self, call: _Call, now: float) -> Permit | None:
+        """A permit if the limiter has one free ``now``; ``None`` when the call must wait for it.
 
         Raises when the deadline has passed or ``max_waiting`` calls already wait.
         """
-        if call.deadline_at <= call.loop.time():
+        if call.deadline_at <= now:
             raise self._deadline_error(call, "before the next attempt could start")
         max_waiting = self.max_waiting
         # Shed new calls only: a retry is part of a call already admitted.
@@ -815,7 +820,9 @@ class VpcClient:
     async def _attempt(self, call: _Call) -> dict[str, Any]:
         """One signed POST through the transport; returns ``Response`` or raises a typed error."""
         action, body = call.action, call.body
-        transport = self._ensure_session()
+        if self._closed:
+            self._ensure_session()  # raises ClientClosedError
+        transport = self._transport
         credentials = self._credentials
         # A fixed key needs no await (and no coroutine) per attempt.
         credential = (
@@ -933,7 +940,8 @@ class VpcClient:
         """
         _check_id("vpn_gateway_id", vpn_gateway_id)
         _check_id("vpn_connection_id", vpn_connection_id)
-        self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
+        if not self._warned_id_shape:
+            self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
         params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
         lanes = self.gateway_lanes

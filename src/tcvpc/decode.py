@@ -34,13 +34,6 @@ def _server_date(headers: Mapping[str, str]) -> datetime | None:
         return None
 
 
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return _NOT_JSON
-
-
 _NOT_JSON = object()
 
 
@@ -65,7 +58,10 @@ def decode_response(
         raise ResponseError(
             "unexpected HTTP status", action=action, status=status, excerpt=excerpt(body)
         )
-    document = _parse_json(body)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        document = _NOT_JSON
     if document is _NOT_JSON:
         # Raised outside the except block: no JSONDecodeError (which holds the whole body)
         # rides along as __context__.

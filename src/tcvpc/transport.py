@@ -295,14 +295,12 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         session = self._session
-        if (
-            session is None
-            or self._closed
-            or self._loop is not asyncio.get_running_loop()
-            or session.closed
-        ):
+        # Our own session is closed only by aclose (which sets _closed): its ``closed`` property
+        # need not be asked per request.
+        if session is None or self._closed or self._loop is not asyncio.get_running_loop():
             session = self._ensure_session()  # a first request, or the checks' messages
-        url, proxy, tls = self._route(request.url)
+        route = self._routes.get(request.url)
+        url, proxy, tls = route if route is not None else self._route(request.url)
         failure: TcvpcError
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
@@ -321,17 +319,18 @@ class AiohttpTransport:
                 timeout=_client_timeout(request.timeout),
                 raise_for_status=False,
             ) as resp:
+                headers = resp.headers
                 declared = resp.content_length
                 if (
                     declared is not None
                     and declared <= self._max_bytes
-                    and "content-encoding" not in resp.headers
+                    and "content-encoding" not in headers
                 ):
                     body = await resp.read()  # the common case: exactly the declared length
                 else:
                     body = await self._read_capped(resp, request.label)
                 # aiohttp's headers are read-only and case-insensitive: "date" finds "Date".
-                return Response(resp.status, resp.headers, body)
+                return Response(resp.status, headers, body)
         except TcvpcError:
             raise
         except TimeoutError:
