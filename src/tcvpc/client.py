@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncGenerator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, overload
@@ -100,6 +100,10 @@ API_VERSION = "2017-03-12"
 SERVICE = "vpc"
 CONTENT_TYPE = "application/json"
 ENV_REGION = "TENCENTCLOUD_REGION"
+_QUIET_DELETE: tuple[type[TcvpcError], ...] = (NotFoundError,)
+"""Errors a delete turns into results (logged at DEBUG): a tunnel already gone."""
+_QUIET_LANE_DELETE: tuple[type[TcvpcError], ...] = (NotFoundError, GatewayBusyError)
+"""In a lane a busy gateway ends a round, not the call: the lane retries it (lanes.py)."""
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """The request body's encoding (one encoder: ``json.dumps`` with options builds one per call)."""
 
@@ -916,6 +920,18 @@ class VpcClient:
             vpn_connection_id,
         )
 
+    def _delete_round(
+        self, params: dict[str, str], tunnel: TunnelRef
+    ) -> Callable[..., Awaitable[tuple[dict[str, Any], int]]]:
+        """One round of a delete for its gateway's lane: ``(policy, *, deadline)``."""
+        return functools.partial(
+            self._call,
+            "DeleteVpnConnection",
+            params,
+            remember=tunnel,
+            quiet=_QUIET_LANE_DELETE,
+        )
+
     async def delete_vpn_connection(
         self,
         *,
@@ -945,24 +961,50 @@ class VpcClient:
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
         params = {"VpnGatewayId": vpn_gateway_id, "VpnConnectionId": vpn_connection_id}
         lanes = self.gateway_lanes
-        call = functools.partial(
-            self._call,
-            "DeleteVpnConnection",
-            params,
-            remember=tunnel,
-            quiet=(NotFoundError,) if lanes is None else (NotFoundError, GatewayBusyError),
-        )  # in a lane a busy gateway ends a round, not the call: the lane retries (on_retry)
         try:
             if lanes is None:
-                response, attempts = await call(retry_policy, deadline=deadline)
-            else:  # a turn in the gateway's lane, which retries a busy gateway itself
-                response, attempts = await lanes.run(
-                    (self._account, self.region, vpn_gateway_id),
-                    call,
-                    retry_policy or self.retry_policy,
-                    self._before_delete_retry,
+                response, attempts = await self._call(
+                    "DeleteVpnConnection",
+                    params,
+                    retry_policy,
                     deadline=deadline,
+                    remember=tunnel,
+                    quiet=_QUIET_DELETE,
                 )
+            else:  # a turn in the gateway's lane, which retries a busy gateway itself
+                key = (self._account, self.region, vpn_gateway_id)
+                policy = retry_policy or self.retry_policy
+                turn = lanes.fresh_turn(key, policy, deadline)
+                if turn is None:  # the gateway has a lane: wait for the turn there
+                    response, attempts = await lanes.run(
+                        key,
+                        self._delete_round(params, tunnel),
+                        policy,
+                        self._before_delete_retry,
+                        deadline=deadline,
+                    )
+                else:  # a free gateway: the first round runs here (lanes.py: fresh_turn)
+                    failed: TcvpcError | None = None
+                    try:
+                        response, attempts = await self._call(
+                            "DeleteVpnConnection",
+                            params,
+                            turn.policy,
+                            deadline=turn.deadline,
+                            remember=tunnel,
+                            quiet=_QUIET_LANE_DELETE,
+                        )
+                    except TcvpcError as exc:
+                        failed = exc  # handed over outside this block: no __context__ chain
+                    except BaseException:
+                        turn.abandoned()
+                        raise
+                    if failed is None:
+                        turn.succeeded()
+                    else:
+                        response, attempts = await turn.failed(
+                            failed, self._delete_round(params, tunnel), self._before_delete_retry
+                        )
         except NotFoundError as exc:
             # Both run: the memory forgets the tunnel whatever this call itself saw.
             remembered = self.unknown_outcomes.pop(tunnel)

@@ -43,7 +43,7 @@ from typing import Protocol, TypeVar
 from tcvpc.errors import DeadlineExceededError, RetryKind, TcvpcError
 from tcvpc.retry import Backoff, RetryPolicy
 
-__all__ = ["GatewayLanes", "HoldEstimator", "LaneStats"]
+__all__ = ["GatewayLanes", "HoldEstimator", "LaneStats", "Turn"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -215,9 +215,7 @@ class GatewayLanes:
         :class:`~tcvpc.errors.DeadlineExceededError`. ``on_busy(error, attempt, delay)`` runs
         before the lane waits to retry a busy answer.
         """
-        limit = policy.deadline if deadline is None else deadline
-        if not limit > 0:
-            raise ValueError("deadline must be a positive number of seconds")
+        limit = _limit(policy, deadline)
         now = self._clock()
         deadline_at = now + limit
         started: float | None = now
@@ -234,17 +232,69 @@ class GatewayLanes:
             started = None  # waited: the first round reads the clock again
         else:
             lane.held = True
-        # The rounds run in this frame (no coroutine of their own: every await of a request
-        # passes through each frame above it).
+        try:
+            return await self._rounds(lane, call, policy, on_busy, deadline_at, limit, started)
+        finally:
+            self._release(key, lane)
+
+    def fresh_turn(
+        self, key: Hashable, policy: RetryPolicy, deadline: float | None = None
+    ) -> Turn | None:
+        """The turn of a gateway without a lane, taken now; ``None`` when ``key`` has a lane.
+
+        :meth:`run`'s first round, for its caller to run itself: without a lane there is no
+        turn to wait for and no hold to time, and the round is the call the caller would hand
+        to :meth:`run`, so it spares run's coroutine and the call's wrapper per delete. The
+        caller sends one round with :attr:`Turn.policy` and :attr:`Turn.deadline`, then calls
+        exactly one of :meth:`Turn.succeeded`, :meth:`Turn.abandoned` (a ``BaseException``
+        that is not a ``TcvpcError``, cancellation included) or :meth:`Turn.failed`, which
+        takes over as :meth:`run` would after that round (busy answers retried in the lane).
+        """
+        lanes = self._lanes
+        if key in lanes:
+            return None
+        limit = policy.deadline if deadline is None else deadline
+        if not limit > 0:
+            raise ValueError("deadline must be a positive number of seconds")
+        now = self._clock()
+        self.stats.turns += 1
+        if len(lanes) >= self._sweep_at:
+            self._sweep()
+        lane = lanes[key] = _Lane()
+        round_policy = (
+            self._last_round if policy is self._last_policy else self._round_policy(policy)
+        )
+        deadline_at = now + limit
+        # run's first round on a fresh lane is sent at ``now`` (nothing is awaited before it).
+        return Turn(self, key, lane, policy, round_policy, deadline_at, limit, deadline_at - now)
+
+    async def _rounds(
+        self,
+        lane: _Lane,
+        call: Call[T],
+        policy: RetryPolicy,
+        on_busy: Callable[[TcvpcError, int, float], object] | None,
+        deadline_at: float,
+        limit: float,
+        started: float | None,
+        failed: TcvpcError | None = None,
+    ) -> tuple[T, int]:
+        """The call's rounds until one is not a busy answer the lane may retry.
+
+        ``started``: when a first round that awaits nothing before it is sent starts (else the
+        clock is read). ``failed``: the failure of a first round the caller ran itself on a
+        fresh lane (:meth:`fresh_turn`), taken as this loop's first round.
+        """
         attempts = 0
         unknown = False  # an earlier round's attempt may have taken effect
         busy = 0
         not_before = 0.0
+        since_accept: float | None = None
         round_policy = (
             self._last_round if policy is self._last_policy else self._round_policy(policy)
         )
-        try:
-            while True:
+        while True:
+            if failed is None:
                 if lane.accepted_at is not None or not_before:
                     if attempts == 0 and self._due(lane, not_before) >= deadline_at:
                         raise _deadline_error(limit, "before the gateway's task would be over")
@@ -261,36 +311,37 @@ class GatewayLanes:
                 try:
                     result, made = await call(round_policy, deadline=max(1e-3, deadline_at - sent))
                 except TcvpcError as exc:
-                    exc.attempts += attempts
-                    exc.after_unknown_outcome = exc.after_unknown_outcome or unknown
-                    if exc.retry_kind is not RetryKind.GATEWAY_BUSY:
-                        if exc.may_have_taken_effect:
-                            lane.accepted_at = self._clock()  # it may hold the gateway now
-                        raise
-                    attempts = exc.attempts
-                    unknown = exc.may_have_taken_effect
-                    busy += 1
-                    self.stats.busy += 1
-                    not_before = self._after_busy(lane, since_accept, busy, policy)
-                    due = self._due(lane, not_before)
-                    give_up = self._give_up(policy, attempts, busy, due >= deadline_at)
-                    if give_up:
-                        exc.add_note(f"gateway lane: gave up after {give_up}")
-                        raise
-                    if on_busy is not None:
-                        on_busy(exc, attempts, max(0.0, due - self._clock()))
-                    continue
+                    # Handled below, outside this block: the next round's failure must not
+                    # carry this one as its __context__.
+                    failed = exc
                 except BaseException:
-                    lane.accepted_at = (
-                        self._clock()
-                    )  # cancelled in flight: it may have been accepted
+                    # Cancelled in flight: it may have been accepted.
+                    lane.accepted_at = self._clock()
                     raise
-                if busy == 0 and made == 1 and since_accept is not None:
-                    self.estimator.free(since_accept)
-                lane.accepted_at = self._clock()
-                return result, attempts + made
-        finally:
-            self._release(key, lane)
+                else:
+                    if busy == 0 and made == 1 and since_accept is not None:
+                        self.estimator.free(since_accept)
+                    lane.accepted_at = self._clock()
+                    return result, attempts + made
+            error, failed = failed, None
+            error.attempts += attempts
+            error.after_unknown_outcome = error.after_unknown_outcome or unknown
+            if error.retry_kind is not RetryKind.GATEWAY_BUSY:
+                if error.may_have_taken_effect:
+                    lane.accepted_at = self._clock()  # it may hold the gateway now
+                raise error
+            attempts = error.attempts
+            unknown = error.may_have_taken_effect
+            busy += 1
+            self.stats.busy += 1
+            not_before = self._after_busy(lane, since_accept, busy, policy)
+            due = self._due(lane, not_before)
+            give_up = self._give_up(policy, attempts, busy, due >= deadline_at)
+            if give_up:
+                error.add_note(f"gateway lane: gave up after {give_up}")
+                raise error
+            if on_busy is not None:
+                on_busy(error, attempts, max(0.0, due - self._clock()))
 
     async def _queue(self, key: Hashable, lane: _Lane, deadline_at: float, limit: float) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -370,6 +421,87 @@ class GatewayLanes:
         if too_late:
             return f"{busy} busy answers: a next try would start after the call's deadline"
         return ""
+
+
+class Turn:
+    """A fresh lane's turn whose first round its caller runs (:meth:`GatewayLanes.fresh_turn`)."""
+
+    __slots__ = (
+        "_deadline_at",
+        "_key",
+        "_lane",
+        "_lanes",
+        "_limit",
+        "_policy",
+        "deadline",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        lanes: GatewayLanes,
+        key: Hashable,
+        lane: _Lane,
+        policy: RetryPolicy,
+        round_policy: RetryPolicy,
+        deadline_at: float,
+        limit: float,
+        deadline: float,
+    ) -> None:
+        self._lanes = lanes
+        self._key = key
+        self._lane = lane
+        self._policy = policy
+        self.policy = round_policy
+        """The policy of the first round (a busy answer ends it: the lane retries those)."""
+        self._deadline_at = deadline_at
+        self._limit = limit
+        self.deadline = max(1e-3, deadline)
+        """The first round's deadline: the call's, counted from when the turn was taken."""
+
+    def succeeded(self) -> None:
+        """The first round was answered: the gateway's hold counts from now; the turn passes."""
+        lanes, lane = self._lanes, self._lane
+        lane.accepted_at = lanes._clock()
+        lanes._release(self._key, lane)
+
+    def abandoned(self) -> None:
+        """The first round ended by a ``BaseException`` (cancelled in flight: it may have been
+        accepted); the turn passes on."""
+        lanes, lane = self._lanes, self._lane
+        lane.accepted_at = lanes._clock()
+        lanes._release(self._key, lane)
+
+    async def failed(
+        self,
+        error: TcvpcError,
+        call: Call[T],
+        on_busy: Callable[[TcvpcError, int, float], object] | None = None,
+    ) -> tuple[T, int]:
+        """The first round raised ``error``: what :meth:`GatewayLanes.run` does next (a busy
+        gateway is retried in the lane with ``call``; any other error is raised); the turn
+        passes on when this returns or raises."""
+        lanes = self._lanes
+        try:
+            return await lanes._rounds(
+                self._lane,
+                call,
+                self._policy,
+                on_busy,
+                self._deadline_at,
+                self._limit,
+                None,
+                error,
+            )
+        finally:
+            lanes._release(self._key, self._lane)
+
+
+def _limit(policy: RetryPolicy, deadline: float | None) -> float:
+    limit = policy.deadline if deadline is None else deadline
+    if not limit > 0:
+        raise ValueError("deadline must be a positive number of seconds")
+    return limit
 
 
 def _deadline_error(limit: float, when: str) -> DeadlineExceededError:
