@@ -416,6 +416,62 @@ async def test_a_cancelled_holder_releases_the_lane_and_counts_as_accepted() -> 
     assert a.cancelled()
 
 
+async def test_a_fresh_turn_is_run_s_first_round_taken_by_the_caller() -> None:
+    """``fresh_turn`` holds a gateway without a lane as ``run`` would (a second delete there
+    waits its turn); a busy first round goes on in the lane, retried there as by ``run``."""
+    now = 0.0
+    lanes = GatewayLanes(HoldEstimator(initial=1.0), clock=lambda: now, random=lambda: 0.0)
+    turn = lanes.fresh_turn("gw", POLICY, deadline=10.0)
+    assert turn is not None
+    assert turn.deadline == 10.0
+    assert turn.policy.gateway_busy.max_attempts == 1  # a busy answer ends the round
+    assert lanes.fresh_turn("gw", POLICY) is None  # held: the next call must go through run
+    order: list[str] = []
+
+    async def second(policy: RetryPolicy, *, deadline: float) -> tuple[str, int]:
+        order.append("second")
+        return "second", 1
+
+    waiting = asyncio.create_task(lanes.run("gw", second, POLICY))
+    await asyncio.sleep(0)
+    assert lanes.stats.waited == 1
+    assert order == []
+
+    async def retried(policy: RetryPolicy, *, deadline: float) -> tuple[str, int]:
+        order.append("first, retried")
+        return "first", 1
+
+    result = await turn.failed(busy_error(), retried)
+    assert result == ("first", 2)  # the busy round counts
+    assert lanes.stats.busy == 1
+    assert lanes.stats.turns == 2
+    now = 2.0  # past the hold after the first delete's accept
+    assert await waiting == ("second", 1)
+    assert order == ["first, retried", "second"]
+    with pytest.raises(ValueError, match="deadline"):
+        lanes.fresh_turn("other", POLICY, deadline=0)
+
+
+async def test_a_fresh_turn_ends_like_run_s_round() -> None:
+    now = 0.0
+    lanes = GatewayLanes(HoldEstimator(initial=1.0), clock=lambda: now)
+    for end in ("succeeded", "abandoned"):
+        turn = lanes.fresh_turn(end, POLICY)
+        assert turn is not None
+        getattr(turn, end)()  # both count the delete as (possibly) accepted now
+        assert lanes.fresh_turn(end, POLICY) is None  # kept: its hold is not over
+    not_found = NotFoundError("ResourceNotFound", "gone", request_id="r", action="x")
+    turn = lanes.fresh_turn("gone", POLICY)
+    assert turn is not None
+
+    async def never(policy: RetryPolicy, *, deadline: float) -> tuple[None, int]:
+        raise AssertionError("not a busy answer: no other round")
+
+    with pytest.raises(NotFoundError):
+        await turn.failed(not_found, never)
+    assert lanes.fresh_turn("gone", POLICY) is not None  # released and nothing accepted
+
+
 async def test_idle_lanes_are_dropped() -> None:
     now = 0.0
     lanes = GatewayLanes(HoldEstimator(initial=1.0), clock=lambda: now)
