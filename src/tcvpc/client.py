@@ -585,7 +585,9 @@ class VpcClient:
 
     async def _attempt_once(self, call: _Call) -> dict[str, Any]:
         """One attempt: a permit within the deadline, the request, what its answer teaches."""
-        now = call.loop.time()
+        # The inline first attempt starts as the call does (_call awaits nothing before it);
+        # _retry's attempts read the clock.
+        now = call.started if call.retrying is None else call.loop.time()
         try:
             permit = self._free_permit(call, now)  # a free permit needs no deadline timer
             if permit is None:
