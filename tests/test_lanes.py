@@ -421,11 +421,10 @@ async def test_a_fresh_turn_is_run_s_first_round_taken_by_the_caller() -> None:
     waits its turn); a busy first round goes on in the lane, retried there as by ``run``."""
     now = 0.0
     lanes = GatewayLanes(HoldEstimator(initial=1.0), clock=lambda: now, random=lambda: 0.0)
-    turn = lanes.fresh_turn("gw", POLICY, deadline=10.0)
+    turn = lanes.fresh_turn("gw", 10.0)
     assert turn is not None
-    assert turn.deadline == 10.0
-    assert turn.policy.gateway_busy.max_attempts == 1  # a busy answer ends the round
-    assert lanes.fresh_turn("gw", POLICY) is None  # held: the next call must go through run
+    assert lanes.round_policy(POLICY).gateway_busy.max_attempts == 1  # busy ends a round
+    assert lanes.fresh_turn("gw", 10.0) is None  # held: the next call must go through run
     order: list[str] = []
 
     async def second(policy: RetryPolicy, *, deadline: float) -> tuple[str, int]:
@@ -438,10 +437,11 @@ async def test_a_fresh_turn_is_run_s_first_round_taken_by_the_caller() -> None:
     assert order == []
 
     async def retried(policy: RetryPolicy, *, deadline: float) -> tuple[str, int]:
+        assert deadline == 10.0  # the call's deadline counts from when the turn was taken
         order.append("first, retried")
         return "first", 1
 
-    result = await turn.failed(busy_error(), retried)
+    result = await lanes.after_failed_turn("gw", turn, busy_error(), retried, POLICY, None, 10.0)
     assert result == ("first", 2)  # the busy round counts
     assert lanes.stats.busy == 1
     assert lanes.stats.turns == 2
@@ -449,27 +449,57 @@ async def test_a_fresh_turn_is_run_s_first_round_taken_by_the_caller() -> None:
     assert await waiting == ("second", 1)
     assert order == ["first, retried", "second"]
     with pytest.raises(ValueError, match="deadline"):
-        lanes.fresh_turn("other", POLICY, deadline=0)
+        lanes.fresh_turn("other", 0)
 
 
 async def test_a_fresh_turn_ends_like_run_s_round() -> None:
     now = 0.0
     lanes = GatewayLanes(HoldEstimator(initial=1.0), clock=lambda: now)
-    for end in ("succeeded", "abandoned"):
-        turn = lanes.fresh_turn(end, POLICY)
-        assert turn is not None
-        getattr(turn, end)()  # both count the delete as (possibly) accepted now
-        assert lanes.fresh_turn(end, POLICY) is None  # kept: its hold is not over
+    turn = lanes.fresh_turn("answered", 60.0)
+    assert turn is not None
+    lanes.end_turn("answered", turn)  # counted as accepted now
+    assert lanes.fresh_turn("answered", 60.0) is None  # kept: its hold is not over
     not_found = NotFoundError("ResourceNotFound", "gone", request_id="r", action="x")
-    turn = lanes.fresh_turn("gone", POLICY)
+    turn = lanes.fresh_turn("gone", 60.0)
     assert turn is not None
 
     async def never(policy: RetryPolicy, *, deadline: float) -> tuple[None, int]:
         raise AssertionError("not a busy answer: no other round")
 
     with pytest.raises(NotFoundError):
-        await turn.failed(not_found, never)
-    assert lanes.fresh_turn("gone", POLICY) is not None  # released and nothing accepted
+        await lanes.after_failed_turn("gone", turn, not_found, never, POLICY, None, 60.0)
+    assert lanes.fresh_turn("gone", 60.0) is not None  # released, and nothing accepted
+
+
+async def test_a_delete_cancelled_in_its_fresh_turn_counts_as_maybe_accepted() -> None:
+    """The client's fresh-turn path: cancelled in flight, the gateway is held for the hold
+    (as run's cancelled holder), and the unknown outcome is remembered."""
+    started = asyncio.Event()
+
+    async def hang(request: Request) -> Response:
+        started.set()
+        await asyncio.sleep(60)
+        raise AssertionError("cancelled before")
+
+    lanes = GatewayLanes(HoldEstimator(initial=5.0))
+    client = VpcClient(
+        Credential("AKID" + "x" * 32, "k"),
+        region="ap-guangzhou",
+        transport=MockTransport(hang),
+        gateway_lanes=lanes,
+        rate=1000.0,
+    )
+    async with client:
+        task = asyncio.create_task(
+            client.delete_vpn_connection(vpn_gateway_id=GW, vpn_connection_id=CONN)
+        )
+        await asyncio.wait_for(started.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert len(lanes) == 1  # kept: the delete may have been accepted, the hold runs
+    assert lanes.fresh_turn(("AKID" + "x" * 32, "ap-guangzhou", GW), 60.0) is None
+    assert client.unknown_outcomes.pop(tcvpc.TunnelRef(GW, CONN))
 
 
 async def test_idle_lanes_are_dropped() -> None:

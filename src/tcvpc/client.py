@@ -976,7 +976,8 @@ class VpcClient:
             else:  # a turn in the gateway's lane, which retries a busy gateway itself
                 key = (self._account, self.region, vpn_gateway_id)
                 policy = retry_policy or self.retry_policy
-                turn = lanes.fresh_turn(key, policy, deadline)
+                limit = policy.deadline if deadline is None else deadline
+                turn = lanes.fresh_turn(key, limit)
                 if turn is None:  # the gateway has a lane: wait for the turn there
                     response, attempts = await lanes.run(
                         key,
@@ -991,21 +992,27 @@ class VpcClient:
                         response, attempts = await self._call(
                             "DeleteVpnConnection",
                             params,
-                            turn.policy,
-                            deadline=turn.deadline,
+                            lanes.round_policy(policy),
+                            deadline=max(1e-3, limit),  # as run's first round has it
                             remember=tunnel,
                             quiet=_QUIET_LANE_DELETE,
                         )
                     except TcvpcError as exc:
                         failed = exc  # handed over outside this block: no __context__ chain
                     except BaseException:
-                        turn.abandoned()
+                        lanes.end_turn(key, turn)
                         raise
                     if failed is None:
-                        turn.succeeded()
+                        lanes.end_turn(key, turn)
                     else:
-                        response, attempts = await turn.failed(
-                            failed, self._delete_round(params, tunnel), self._before_delete_retry
+                        response, attempts = await lanes.after_failed_turn(
+                            key,
+                            turn,
+                            failed,
+                            self._delete_round(params, tunnel),
+                            policy,
+                            self._before_delete_retry,
+                            limit,
                         )
         except NotFoundError as exc:
             # Both run: the memory forgets the tunnel whatever this call itself saw.

@@ -43,7 +43,7 @@ from typing import Protocol, TypeVar
 from tcvpc.errors import DeadlineExceededError, RetryKind, TcvpcError
 from tcvpc.retry import Backoff, RetryPolicy
 
-__all__ = ["GatewayLanes", "HoldEstimator", "LaneStats", "Turn"]
+__all__ = ["GatewayLanes", "HoldEstimator", "LaneStats"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -132,10 +132,13 @@ class LaneStats:
 class _Lane:
     """One gateway's turn: made per burst of calls, so it is kept as light as a lane can be."""
 
-    __slots__ = ("accepted_at", "held", "waiters")
+    __slots__ = ("accepted_at", "held", "taken_at", "waiters")
 
     def __init__(self) -> None:
         self.held = True  # made for the call that takes it
+        self.taken_at = 0.0
+        """When a fresh turn (GatewayLanes.fresh_turn) took it: its call's deadline counts from
+        then."""
         self.waiters: deque[asyncio.Future[None]] | None = None
         """Made when a second call queues (most lanes never see one)."""
         self.accepted_at: float | None = None
@@ -237,36 +240,58 @@ class GatewayLanes:
         finally:
             self._release(key, lane)
 
-    def fresh_turn(
-        self, key: Hashable, policy: RetryPolicy, deadline: float | None = None
-    ) -> Turn | None:
+    def fresh_turn(self, key: Hashable, limit: float) -> _Lane | None:
         """The turn of a gateway without a lane, taken now; ``None`` when ``key`` has a lane.
 
         :meth:`run`'s first round, for its caller to run itself: without a lane there is no
         turn to wait for and no hold to time, and the round is the call the caller would hand
-        to :meth:`run`, so it spares run's coroutine and the call's wrapper per delete. The
-        caller sends one round with :attr:`Turn.policy` and :attr:`Turn.deadline`, then calls
-        exactly one of :meth:`Turn.succeeded`, :meth:`Turn.abandoned` (a ``BaseException``
-        that is not a ``TcvpcError``, cancellation included) or :meth:`Turn.failed`, which
-        takes over as :meth:`run` would after that round (busy answers retried in the lane).
+        to :meth:`run`, which spares run's coroutine and the call's wrapper per delete. The
+        caller sends one round with :meth:`round_policy` and ``limit`` (the call's deadline,
+        as ``run``'s), then calls exactly one of :meth:`end_turn` (an answer, or a
+        ``BaseException`` that is not a ``TcvpcError``: cancelled in flight) or
+        :meth:`after_failed_turn`, which goes on as :meth:`run` would after that round.
         """
+        if not limit > 0:
+            raise ValueError("deadline must be a positive number of seconds")
         lanes = self._lanes
         if key in lanes:
             return None
-        limit = policy.deadline if deadline is None else deadline
-        if not limit > 0:
-            raise ValueError("deadline must be a positive number of seconds")
-        now = self._clock()
         self.stats.turns += 1
         if len(lanes) >= self._sweep_at:
             self._sweep()
         lane = lanes[key] = _Lane()
-        round_policy = (
-            self._last_round if policy is self._last_policy else self._round_policy(policy)
-        )
-        deadline_at = now + limit
-        # run's first round on a fresh lane is sent at ``now`` (nothing is awaited before it).
-        return Turn(self, key, lane, policy, round_policy, deadline_at, limit, deadline_at - now)
+        lane.taken_at = self._clock()
+        return lane
+
+    def round_policy(self, policy: RetryPolicy) -> RetryPolicy:
+        """``policy`` for one round in a lane: its first busy answer ends the round."""
+        return self._last_round if policy is self._last_policy else self._round_policy(policy)
+
+    def end_turn(self, key: Hashable, lane: _Lane) -> None:
+        """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
+        (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
+        lane.accepted_at = self._clock()
+        self._release(key, lane)
+
+    async def after_failed_turn(
+        self,
+        key: Hashable,
+        lane: _Lane,
+        error: TcvpcError,
+        call: Call[T],
+        policy: RetryPolicy,
+        on_busy: Callable[[TcvpcError, int, float], object] | None,
+        limit: float,
+    ) -> tuple[T, int]:
+        """A fresh turn's round raised ``error``: what :meth:`run` does next (a busy gateway is
+        retried in the lane with ``call``, any other error raised); the turn passes on when
+        this returns or raises."""
+        try:
+            return await self._rounds(
+                lane, call, policy, on_busy, lane.taken_at + limit, limit, None, error
+            )
+        finally:
+            self._release(key, lane)
 
     async def _rounds(
         self,
@@ -300,16 +325,18 @@ class GatewayLanes:
                         raise _deadline_error(limit, "before the gateway's task would be over")
                     await self._wait_turn(lane, not_before)
                     started = None
-                # A first round that awaited nothing starts when the call did.
-                sent = self._clock() if started is None else started
-                started = None
+                if started is None:
+                    sent = self._clock()
+                    remaining = deadline_at - sent
+                else:  # a first round that awaited nothing starts when the call did
+                    sent, remaining, started = started, limit, None
                 since_accept = None if lane.accepted_at is None else sent - lane.accepted_at
                 if attempts:  # a later round gets what is left of the call's attempts
                     round_policy = dataclasses.replace(
                         round_policy, max_attempts=policy.max_attempts - attempts
                     )
                 try:
-                    result, made = await call(round_policy, deadline=max(1e-3, deadline_at - sent))
+                    result, made = await call(round_policy, deadline=max(1e-3, remaining))
                 except TcvpcError as exc:
                     # Handled below, outside this block: the next round's failure must not
                     # carry this one as its __context__.
@@ -421,80 +448,6 @@ class GatewayLanes:
         if too_late:
             return f"{busy} busy answers: a next try would start after the call's deadline"
         return ""
-
-
-class Turn:
-    """A fresh lane's turn whose first round its caller runs (:meth:`GatewayLanes.fresh_turn`)."""
-
-    __slots__ = (
-        "_deadline_at",
-        "_key",
-        "_lane",
-        "_lanes",
-        "_limit",
-        "_policy",
-        "deadline",
-        "policy",
-    )
-
-    def __init__(
-        self,
-        lanes: GatewayLanes,
-        key: Hashable,
-        lane: _Lane,
-        policy: RetryPolicy,
-        round_policy: RetryPolicy,
-        deadline_at: float,
-        limit: float,
-        deadline: float,
-    ) -> None:
-        self._lanes = lanes
-        self._key = key
-        self._lane = lane
-        self._policy = policy
-        self.policy = round_policy
-        """The policy of the first round (a busy answer ends it: the lane retries those)."""
-        self._deadline_at = deadline_at
-        self._limit = limit
-        self.deadline = max(1e-3, deadline)
-        """The first round's deadline: the call's, counted from when the turn was taken."""
-
-    def succeeded(self) -> None:
-        """The first round was answered: the gateway's hold counts from now; the turn passes."""
-        lanes, lane = self._lanes, self._lane
-        lane.accepted_at = lanes._clock()
-        lanes._release(self._key, lane)
-
-    def abandoned(self) -> None:
-        """The first round ended by a ``BaseException`` (cancelled in flight: it may have been
-        accepted); the turn passes on."""
-        lanes, lane = self._lanes, self._lane
-        lane.accepted_at = lanes._clock()
-        lanes._release(self._key, lane)
-
-    async def failed(
-        self,
-        error: TcvpcError,
-        call: Call[T],
-        on_busy: Callable[[TcvpcError, int, float], object] | None = None,
-    ) -> tuple[T, int]:
-        """The first round raised ``error``: what :meth:`GatewayLanes.run` does next (a busy
-        gateway is retried in the lane with ``call``; any other error is raised); the turn
-        passes on when this returns or raises."""
-        lanes = self._lanes
-        try:
-            return await lanes._rounds(
-                self._lane,
-                call,
-                self._policy,
-                on_busy,
-                self._deadline_at,
-                self._limit,
-                None,
-                error,
-            )
-        finally:
-            lanes._release(self._key, self._lane)
 
 
 def _limit(policy: RetryPolicy, deadline: float | None) -> float:
