@@ -200,6 +200,99 @@ async def run_sdk_sync_threads(url: str, tunnels: Tunnels, concurrency: int) -> 
         return await _workers(concurrency, tunnels, one)
 
 
+class _FreeLimiter:
+    """A limiter that always has a permit at once: what tcvpc costs without its rate limiter."""
+
+    rate = 1_000_000.0
+
+    class _Permit:
+        def release(self) -> None:
+            pass
+
+    _permit = _Permit()
+
+    def try_acquire(self) -> _Permit:
+        return self._permit
+
+    async def acquire(self) -> _Permit:
+        return self._permit
+
+    def on_throttled(self) -> None:
+        pass
+
+    def on_admitted(self) -> None:
+        pass
+
+
+class _FreeLimiters:
+    def __init__(self) -> None:
+        self._limiter = _FreeLimiter()
+
+    def get(self, *, account: str, region: str, action: str) -> _FreeLimiter:
+        return self._limiter
+
+
+async def run_tcvpc_free_limiter(
+    url: str, tunnels: Tunnels, concurrency: int, *, lanes: bool = True
+) -> Counter[str]:
+    """``run_tcvpc`` with a limiter that never counts (profiling only: what the limiter costs)."""
+    client = VpcClient(
+        Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
+        region=DEMO_REGION,
+        endpoint=url,
+        limiters=_FreeLimiters(),  # type: ignore[arg-type]  # its permit is not a Permit
+        max_connections=concurrency,
+        gateway_lanes=lanes,
+    )
+    async with client:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            result = await client.delete_vpn_connection(
+                vpn_gateway_id=gateway, vpn_connection_id=tunnel, missing_ok=True
+            )
+            return "OK" if result.outcome.value == "deleted" else str(result.outcome.value)
+
+        return await _workers(concurrency, tunnels, one)
+
+
+async def run_floor_transport(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    """The floor, sending through tcvpc's ``AiohttpTransport`` (profiling only: the seam)."""
+    from tcvpc.transport import AiohttpTransport, Request
+
+    host = url.removeprefix("http://")
+    transport = AiohttpTransport(max_connections=concurrency)
+    try:
+
+        async def one(gateway: str, tunnel: str) -> str:
+            body = _delete_body(gateway, tunnel)
+            headers = sign_request(
+                host=host, action="DeleteVpnConnection", body=body, timestamp=int(time.time())
+            )
+            request = Request("POST", url + "/", headers, body, label="DeleteVpnConnection")
+            answer = json.loads((await transport.send(request)).body)["Response"]
+            return str(answer["Error"]["Code"]) if "Error" in answer else "OK"
+
+        return await _workers(concurrency, tunnels, one)
+    finally:
+        await transport.aclose()
+
+
+ABLATIONS: dict[str, tuple[Runner, str]] = {
+    "tcvpc, no-op limiter": (
+        run_tcvpc_free_limiter,
+        "tcvpc with a limiter that hands out a permit at once and counts nothing",
+    ),
+    "tcvpc-no-lanes, no-op limiter": (
+        functools.partial(run_tcvpc_free_limiter, lanes=False),
+        "neither the gateway lanes nor the limiter: the client's own request path",
+    ),
+    "floor through AiohttpTransport": (
+        run_floor_transport,
+        "the floor's requests sent through tcvpc's transport: the seam",
+    ),
+}
+"""Profiling runners: tcvpc with one piece taken out at a time, measured in the real run."""
+
 CLIENTS: dict[str, Runner] = {
     "tcvpc": run_tcvpc,
     "tcvpc-no-lanes": functools.partial(run_tcvpc, lanes=False),
@@ -363,7 +456,12 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
 def run(quick: bool = False, profile: bool = False) -> Report:
     s = QUICK if quick else FULL
     names = list(CLIENTS)
-    total = len(names) * (s.warmup + s.rounds * s.requests) + (2 * s.requests if profile else 0)
+    ablation_names = ["tcvpc", "tcvpc-no-lanes", *ABLATIONS, "floor"] if profile else []
+    total = (
+        len(names) * (s.warmup + s.rounds * s.requests)
+        + (2 * s.requests if profile else 0)
+        + len(ablation_names) * (s.warmup + s.rounds * s.requests)
+    )
     gateways = 100
     per_gateway = -(-total // gateways)
     all_tunnels = tunnel_ids(gateways, per_gateway)
@@ -395,8 +493,10 @@ def run(quick: bool = False, profile: bool = False) -> Report:
             if profile:
                 for name in ("tcvpc", "floor"):
                     profiles += profile_run(name, emu.url, take(s.requests), s.concurrency)
+                ablations = _ablation_rounds(s, emu.url, take, ablation_names)
     report = _report(s, quick, results, profiles)
     if profile:
+        _add_ablations(report, s, ablations)
         parts = component_costs()
         report.add_table(
             "B1 profile: CPU µs per call of tcvpc's request-path pieces (no network, no profiler)",
@@ -405,6 +505,64 @@ def run(quick: bool = False, profile: bool = False) -> Report:
         )
         report.data["component_costs_us"] = dict(parts)
     return report
+
+
+def _ablation_rounds(
+    s: Settings, url: str, take: Callable[[int], list[tuple[str, str]]], names: list[str]
+) -> dict[str, list[float]]:
+    """CPU µs/request of tcvpc with pieces taken out, interleaved rounds like the main table."""
+    runners = {**CLIENTS, **{name: runner for name, (runner, _) in ABLATIONS.items()}}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(s.rounds + 1):  # round 0 warms up
+        for name in names:
+            CLIENTS[name] = runners[name]
+            try:
+                n = s.warmup if round_ == 0 else s.requests
+                result = measure(name, url, take(n), s.concurrency, round_)
+            finally:
+                if name in ABLATIONS:
+                    del CLIENTS[name]
+            if round_:
+                cpu[name].append(result.cpu_us_per_request)
+    return cpu
+
+
+def _add_ablations(report: Report, s: Settings, cpu: dict[str, list[float]]) -> None:
+    """Where tcvpc's µs over the floor go: each piece's share is a difference of two rows."""
+    med = {name: median(values) for name, values in cpu.items()}
+    floor = med["floor"]
+    rows = [[name, med[name], med[name] / floor, med[name] - floor] for name in med]
+    report.add_table(
+        f"B1 profile: tcvpc with pieces taken out, in the real run ({s.requests:,} deletes "
+        f"per run, median of {s.rounds} interleaved rounds)",
+        ["client", "CPU µs/request", "CPU vs floor", "µs over the floor"],
+        rows,
+    )
+    pieces = [
+        ["gateway lanes", med["tcvpc"] - med["tcvpc-no-lanes"], "tcvpc - tcvpc-no-lanes"],
+        [
+            "rate limiter (without lanes)",
+            med["tcvpc-no-lanes"] - med["tcvpc-no-lanes, no-op limiter"],
+            "tcvpc-no-lanes - its no-op-limiter run",
+        ],
+        [
+            "client request path, without limiter and lanes, net of its cheaper signer",
+            med["tcvpc-no-lanes, no-op limiter"] - floor,
+            "tcvpc-no-lanes, no-op limiter - floor",
+        ],
+        [
+            "of which the transport seam",
+            med["floor through AiohttpTransport"] - floor,
+            "floor through AiohttpTransport - floor",
+        ],
+    ]
+    report.add_table(
+        "B1 profile: where tcvpc's CPU over the floor goes (differences of the rows above)",
+        ["piece", "CPU µs/request", "measured as"],
+        pieces,
+    )
+    report.data["ablation_median_cpu_us_per_request"] = med
+    report.data["ablation_descriptions"] = {name: text for name, (_, text) in ABLATIONS.items()}
 
 
 def _report(s: Settings, quick: bool, results: list[RunResult], profiles: str) -> Report:
