@@ -335,7 +335,8 @@ async def test_taking_a_free_token_fills_the_bucket_as_acquire_does(
         assert ratelimit._take_token_now(taken)
         await acquired.acquire()
     assert not ratelimit._take_token_now(taken)
-    assert not taken.has_capacity() and not acquired.has_capacity()
+    assert not taken.has_capacity()
+    assert not acquired.has_capacity()
     assert taken._level == pytest.approx(acquired._level, abs=1e-3)
     limiter = StrictRateLimiter(2, window_limit=10)  # a bucket of 1.5 tokens: one free
     assert limiter.try_acquire() is not None
