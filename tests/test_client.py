@@ -17,6 +17,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tcvpc import (
     AuthError,
@@ -582,3 +584,19 @@ async def test_a_changed_region_or_endpoint_is_honoured_by_the_next_call(
         account="AKIDtest", region="ap-shanghai", action="DeleteVpnConnection"
     )
     assert client._limiters_used["DeleteVpnConnection"] is shanghai
+
+
+@given(st.text(), st.text())
+def test_a_delete_s_body_is_what_the_json_encoder_writes(gateway: str, connection: str) -> None:
+    """The delete's hand-built body: the encoder's bytes exactly, whatever the IDs hold."""
+    from tcvpc.client import _JSON, _delete_body
+
+    params = {"VpnGatewayId": gateway, "VpnConnectionId": connection}
+    try:
+        expected = _JSON.encode(params).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: neither can send it
+        with pytest.raises(UnicodeEncodeError):
+            _delete_body(gateway, connection)
+        return
+    assert _delete_body(gateway, connection) == expected
+    assert json.loads(expected) == params
