@@ -851,13 +851,13 @@ class VpcClient:
         timestamp = int(time.time() + self._clock_offset)
         # The signed headers go straight into the Request, whose repr redacts them: no local of
         # this frame holds the signature or the token for a traceback to show.
-        request = Request(
+        request = Request(  # positional (method, url, headers, body, timeout, label): cheaper
             "POST",
             self.endpoint.url,
             self._signed_headers(action, body, credential, timestamp),
             body,
-            timeout=self._timeout,
-            label=action,
+            self._timeout,
+            action,
         )
         call.in_flight = True  # from here a cancellation leaves the outcome unknown
         call.sent += 1

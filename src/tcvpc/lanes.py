@@ -270,8 +270,15 @@ class GatewayLanes:
     def end_turn(self, key: Hashable, lane: _Lane) -> None:
         """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
         (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
-        lane.accepted_at = self._clock()
-        self._release(key, lane)
+        accepted_at = lane.accepted_at = self._clock()
+        if lane.waiters:
+            self._release(key, lane)  # the turn passes to the next waiter
+            return
+        # _release's and _expired's common case inline: no waiter, so the lane is freed, and
+        # forgotten when its hold is over (at once for a gateway without a known mutex).
+        lane.held = False
+        if self._clock() >= accepted_at + self.estimator.hold and self._lanes.get(key) is lane:
+            del self._lanes[key]
 
     async def after_failed_turn(
         self,
