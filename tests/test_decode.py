@@ -95,3 +95,12 @@ def test_redirect_is_never_an_answer(status: int) -> None:
     assert info.value.status == status
     assert info.value.retry_kind is None
     assert len(str(info.value)) < 700
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+def test_an_answer_decodes_as_json_loads_reads_it(encoding: str) -> None:
+    """The common answer (UTF-8, starting with "{") skips json.loads' encoding detection; the
+    rest still goes through it, so every encoding json.loads reads is read the same."""
+    text = '{"Response": {"RequestId": "r-é", "Note": "\\ud83d\\ude00"}}'
+    body = text.encode(encoding)
+    assert decode_response("X", 200, {}, body) == json.loads(body)["Response"]

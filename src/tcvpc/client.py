@@ -63,8 +63,7 @@ from tcvpc.models import (
     DescribeVpnConnectionsResponse,
     TunnelRef,
     VpnConnection,
-    looks_like_connection_id,
-    looks_like_gateway_id,
+    looks_like_tunnel,
 )
 from tcvpc.outcomes import UnknownOutcomes
 from tcvpc.ratelimit import (
@@ -922,9 +921,7 @@ class VpcClient:
     # -- typed actions ---------------------------------------------------------------------
 
     def _warn_id_shape(self, vpn_gateway_id: str, vpn_connection_id: str) -> None:
-        if self._warned_id_shape:
-            return
-        if looks_like_gateway_id(vpn_gateway_id) and looks_like_connection_id(vpn_connection_id):
+        if self._warned_id_shape or looks_like_tunnel(vpn_gateway_id, vpn_connection_id):
             return
         self._warned_id_shape = True
         logger.warning(
@@ -968,9 +965,12 @@ class VpcClient:
         lanes (the default) the call first waits for its turn on its gateway (that counts too),
         and a busy gateway is retried there (lanes.py).
         """
-        _check_id("vpn_gateway_id", vpn_gateway_id)
-        _check_id("vpn_connection_id", vpn_connection_id)
-        if not self._warned_id_shape:
+        # _check_id's test inline for the usual IDs (plain non-blank strings): two calls less.
+        if type(vpn_gateway_id) is not str or not vpn_gateway_id.strip():
+            _check_id("vpn_gateway_id", vpn_gateway_id)
+        if type(vpn_connection_id) is not str or not vpn_connection_id.strip():
+            _check_id("vpn_connection_id", vpn_connection_id)
+        if not self._warned_id_shape and not looks_like_tunnel(vpn_gateway_id, vpn_connection_id):
             self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
         params = _delete_body(vpn_gateway_id, vpn_connection_id)

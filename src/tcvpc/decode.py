@@ -35,6 +35,8 @@ def _server_date(headers: Mapping[str, str]) -> datetime | None:
 
 
 _NOT_JSON = object()
+_decode = json.JSONDecoder().decode
+"""``json.loads``'s own decoder for a ``str`` (no hooks, the default options)."""
 
 
 def decode_response(
@@ -59,7 +61,12 @@ def decode_response(
             "unexpected HTTP status", action=action, status=status, excerpt=excerpt(body)
         )
     try:
-        document = json.loads(body)
+        if body[:1] == b"{" and body[1:2] != b"\x00":
+            # What json.loads does for a body it finds to be UTF-8 (an object's "{", no BOM,
+            # not UTF-16), without its encoding detection: every API answer starts so.
+            document = _decode(body.decode("utf-8", "surrogatepass"))
+        else:
+            document = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         document = _NOT_JSON
     if document is _NOT_JSON:

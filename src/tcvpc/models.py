@@ -26,6 +26,15 @@ def looks_like_connection_id(value: str) -> bool:
     return _CONNECTION_ID.fullmatch(value) is not None
 
 
+def looks_like_tunnel(vpn_gateway_id: str, vpn_connection_id: str) -> bool:
+    """Both :func:`looks_like_gateway_id` and :func:`looks_like_connection_id` (one call: every
+    delete asks)."""
+    return (
+        _GATEWAY_ID.fullmatch(vpn_gateway_id) is not None
+        and _CONNECTION_ID.fullmatch(vpn_connection_id) is not None
+    )
+
+
 # -- the API's answers, as TypedDicts ------------------------------------------------------------
 # Keys are the API's own names. The client checks the envelope, not every field: an answer is
 # what the server sent, so the optional fields are ``total=False`` and values deserve a check.

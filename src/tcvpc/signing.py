@@ -30,6 +30,9 @@ _SIGNED_HEADERS = "content-type;host"
 """What :func:`authorization` signs (``canonical_request`` sorts the lower-cased names)."""
 
 
+_sha256 = hashlib.sha256
+
+
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -108,9 +111,10 @@ def authorization(
     request independent of headers that proxies may rewrite.
     """
     # canonical_request, string_to_sign and signature, with their constant parts cached.
-    canonical = _canonical_prefix(content_type, host) + _sha256_hex(payload)
+    canonical = _canonical_prefix(content_type, host) + _sha256(payload).hexdigest()
     scope, key = _day_scope(secret_key, timestamp // _DAY, service)
-    to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{_sha256_hex(canonical.encode('utf-8'))}"
+    digest = _sha256(canonical.encode("utf-8")).hexdigest()
+    to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
     sig = hmac.digest(key, to_sign.encode("utf-8"), "sha256").hex()
     return (
         f"{ALGORITHM} Credential={secret_id}/{scope}, "
