@@ -104,9 +104,9 @@ _QUIET_DELETE: tuple[type[TcvpcError], ...] = (NotFoundError,)
 _QUIET_LANE_DELETE: tuple[type[TcvpcError], ...] = (NotFoundError, GatewayBusyError)
 """In a lane a busy gateway ends a round, not the call: the lane retries it (lanes.py)."""
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""The request body's encoding (one encoder: ``json.dumps`` with options builds one per call)."""
 _json_string: Callable[[str], str] = json.encoder.encode_basestring
 """How ``_JSON`` writes a string (``ensure_ascii=False``): quoted and escaped."""
-"""The request body's encoding (one encoder: ``json.dumps`` with options builds one per call)."""
 
 
 @dataclass(slots=True)
@@ -932,13 +932,13 @@ class VpcClient:
         )
 
     def _delete_round(
-        self, params: bytes, tunnel: TunnelRef
+        self, body: bytes, tunnel: TunnelRef
     ) -> Callable[..., Awaitable[tuple[dict[str, Any], int]]]:
         """One round of a delete for its gateway's lane: ``(policy, *, deadline)``."""
         return functools.partial(
             self._call,
             "DeleteVpnConnection",
-            params,
+            body,
             remember=tunnel,
             quiet=_QUIET_LANE_DELETE,
         )
@@ -973,13 +973,13 @@ class VpcClient:
         if not self._warned_id_shape and not looks_like_tunnel(vpn_gateway_id, vpn_connection_id):
             self._warn_id_shape(vpn_gateway_id, vpn_connection_id)
         tunnel = TunnelRef(vpn_gateway_id, vpn_connection_id)
-        params = _delete_body(vpn_gateway_id, vpn_connection_id)
+        body = _delete_body(vpn_gateway_id, vpn_connection_id)
         lanes = self.gateway_lanes
         try:
             if lanes is None:
                 response, attempts = await self._call(
                     "DeleteVpnConnection",
-                    params,
+                    body,
                     retry_policy,
                     deadline=deadline,
                     remember=tunnel,
@@ -993,7 +993,7 @@ class VpcClient:
                 if turn is None:  # the gateway has a lane: wait for the turn there
                     response, attempts = await lanes.run(
                         key,
-                        self._delete_round(params, tunnel),
+                        self._delete_round(body, tunnel),
                         policy,
                         self._before_delete_retry,
                         deadline=deadline,
@@ -1003,7 +1003,7 @@ class VpcClient:
                     try:
                         response, attempts = await self._call(
                             "DeleteVpnConnection",
-                            params,
+                            body,
                             lanes.round_policy(policy),
                             deadline=max(1e-3, limit),  # as run's first round has it
                             remember=tunnel,
@@ -1021,7 +1021,7 @@ class VpcClient:
                             key,
                             turn,
                             failed,
-                            self._delete_round(params, tunnel),
+                            self._delete_round(body, tunnel),
                             policy,
                             self._before_delete_retry,
                             limit,
