@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
+_set = object.__setattr__
+"""How a frozen dataclass's ``__init__`` sets its fields (bound once here: see TunnelRef)."""
+
 _GATEWAY_ID = re.compile(r"vpngw-[a-z0-9]{8}")
 _CONNECTION_ID = re.compile(r"vpnx-[a-z0-9]{8}")
 
@@ -91,6 +94,12 @@ class TunnelRef:
     vpn_gateway_id: str
     vpn_connection_id: str
 
+    def __init__(self, vpn_gateway_id: str, vpn_connection_id: str) -> None:
+        # What dataclass generates, with object.__setattr__ looked up once (every delete
+        # builds one); dataclass keeps an __init__ the class defines.
+        _set(self, "vpn_gateway_id", vpn_gateway_id)
+        _set(self, "vpn_connection_id", vpn_connection_id)
+
     def __str__(self) -> str:
         return f"{self.vpn_gateway_id}/{self.vpn_connection_id}"
 
@@ -126,6 +135,23 @@ class DeleteResult:
     inferred: bool = False
     error_code: str | None = None
     """The API code that ended the call (``ResourceNotFound`` for a tunnel already gone)."""
+
+    def __init__(
+        self,
+        tunnel: TunnelRef,
+        outcome: DeleteOutcome,
+        request_id: str,
+        attempts: int,
+        inferred: bool = False,
+        error_code: str | None = None,
+    ) -> None:
+        # As TunnelRef's: the generated __init__, with object.__setattr__ looked up once.
+        _set(self, "tunnel", tunnel)
+        _set(self, "outcome", outcome)
+        _set(self, "request_id", request_id)
+        _set(self, "attempts", attempts)
+        _set(self, "inferred", inferred)
+        _set(self, "error_code", error_code)
 
     @property
     def deleted(self) -> bool:

@@ -43,6 +43,10 @@ __all__ = [
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 """The API's answers are kilobytes; anything this large is not an API answer."""
 
+_set = object.__setattr__
+"""How a frozen dataclass's ``__init__`` sets its fields (bound once here: see Request)."""
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
 _SECRET_HEADERS = frozenset({"authorization", "x-tc-token", "proxy-authorization"})
 _CHUNK = 64 * 1024
 
@@ -81,6 +85,24 @@ class Request:
     timeout: float = 30.0
     label: str = ""
 
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        timeout: float = 30.0,
+        label: str = "",
+    ) -> None:
+        # What dataclass generates, with object.__setattr__ looked up once (one per request);
+        # dataclass keeps an __init__ the class defines.
+        _set(self, "method", method)
+        _set(self, "url", url)
+        _set(self, "headers", headers)
+        _set(self, "body", body)
+        _set(self, "timeout", timeout)
+        _set(self, "label", label)
+
     def __repr__(self) -> str:
         # Exception trackers record frame locals by repr: the signature and token stay out.
         return (
@@ -95,8 +117,16 @@ class Response:
     gives a case-insensitive mapping, or lower-cases the names)."""
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)
     body: bytes = b""
+
+    def __init__(
+        self, status: int, headers: Mapping[str, str] = _NO_HEADERS, body: bytes = b""
+    ) -> None:
+        # As Request's (one per answer). The default headers are one shared read-only mapping.
+        _set(self, "status", status)
+        _set(self, "headers", headers)
+        _set(self, "body", body)
 
     def __repr__(self) -> str:
         # A metadata or STS answer carries temporary keys: the body stays out of reprs.
