@@ -104,3 +104,28 @@ def test_an_answer_decodes_as_json_loads_reads_it(encoding: str) -> None:
     text = '{"Response": {"RequestId": "r-é", "Note": "\\ud83d\\ude00"}}'
     body = text.encode(encoding)
     assert decode_response("X", 200, {}, body) == json.loads(body)["Response"]
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        (b'{"Response": {}} \t\r\n', True),  # JSON whitespace may follow the object
+        (b'{"Response": {}} x', False),  # anything else may not ("Extra data")
+        (b'{"Response": {}}{}', False),
+        (b'{"Response": {}}\x00', False),
+        (b"{", False),
+        (b"{" * 100_000, False),  # too deep: RecursionError, caught
+    ],
+)
+def test_the_answer_shortcut_accepts_what_json_loads_accepts(body: bytes, ok: bool) -> None:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        assert not ok
+    else:
+        assert ok
+    if ok:
+        assert decode_response("X", 200, {}, body) == {}
+    else:
+        with pytest.raises(ResponseError, match="not JSON"):
+            decode_response("X", 200, {}, body)

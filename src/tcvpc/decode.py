@@ -7,7 +7,7 @@ The API answers every call, errors included, with HTTP 200 and a JSON envelope
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,8 +35,8 @@ def _server_date(headers: Mapping[str, str]) -> datetime | None:
 
 
 _NOT_JSON = object()
-_decode = json.JSONDecoder().decode
-"""``json.loads``'s own decoder for a ``str`` (no hooks, the default options)."""
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""The scanner of ``json.loads``'s decoder (no hooks, the default options)."""
 
 
 def decode_response(
@@ -63,11 +63,15 @@ def decode_response(
     try:
         if body[:1] == b"{" and body[1:2] != b"\x00":
             # What json.loads does for a body it finds to be UTF-8 (an object's "{", no BOM,
-            # not UTF-16), without its encoding detection: every API answer starts so.
-            document = _decode(body.decode("utf-8", "surrogatepass"))
+            # not UTF-16), without its Python layers: every API answer starts so. Its scanner
+            # reads one value from the "{"; only JSON whitespace may follow it.
+            text = body.decode("utf-8", "surrogatepass")
+            document, end = _scan(text, 0)
+            if end != len(text) and text[end:].strip(" \t\n\r"):
+                document = _NOT_JSON  # json.loads: "Extra data"
         else:
             document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except (ValueError, UnicodeDecodeError, RecursionError, StopIteration):
         document = _NOT_JSON
     if document is _NOT_JSON:
         # Raised outside the except block: no JSONDecodeError (which holds the whole body)
