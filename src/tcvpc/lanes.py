@@ -277,7 +277,9 @@ class GatewayLanes:
         # _release's and _expired's common case inline: no waiter, so the lane is freed, and
         # forgotten when its hold is over (at once for a gateway without a known mutex).
         lane.held = False
-        if self._clock() >= accepted_at + self.estimator.hold and self._lanes.get(key) is lane:
+        hold = self.estimator.hold
+        # With no hold the lane is over now (the clock does not run back): no second reading.
+        if (hold <= 0.0 or self._clock() >= accepted_at + hold) and self._lanes.get(key) is lane:
             del self._lanes[key]
 
     async def after_failed_turn(
