@@ -140,13 +140,19 @@ async def run_floor(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str
 
 
 async def run_tcvpc(
-    url: str, tunnels: Tunnels, concurrency: int, *, lanes: bool = True
+    url: str,
+    tunnels: Tunnels,
+    concurrency: int,
+    *,
+    lanes: bool = True,
+    limiters: object = None,
 ) -> Counter[str]:
     client = VpcClient(
         Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
         region=DEMO_REGION,
         endpoint=url,
         rate=1_000_000.0,
+        limiters=limiters,  # type: ignore[arg-type]  # the free one's permit is not a Permit
         max_connections=concurrency,
         gateway_lanes=lanes,
     )
@@ -236,23 +242,7 @@ async def run_tcvpc_free_limiter(
     url: str, tunnels: Tunnels, concurrency: int, *, lanes: bool = True
 ) -> Counter[str]:
     """``run_tcvpc`` with a limiter that never counts (profiling only: what the limiter costs)."""
-    client = VpcClient(
-        Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
-        region=DEMO_REGION,
-        endpoint=url,
-        limiters=_FreeLimiters(),  # type: ignore[arg-type]  # its permit is not a Permit
-        max_connections=concurrency,
-        gateway_lanes=lanes,
-    )
-    async with client:
-
-        async def one(gateway: str, tunnel: str) -> str:
-            result = await client.delete_vpn_connection(
-                vpn_gateway_id=gateway, vpn_connection_id=tunnel, missing_ok=True
-            )
-            return "OK" if result.outcome.value == "deleted" else str(result.outcome.value)
-
-        return await _workers(concurrency, tunnels, one)
+    return await run_tcvpc(url, tunnels, concurrency, lanes=lanes, limiters=_FreeLimiters())
 
 
 async def run_floor_transport(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
