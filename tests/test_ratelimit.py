@@ -384,9 +384,10 @@ async def test_permit_release_is_idempotent_and_observable() -> None:
 
 
 async def test_a_stalled_request_holds_the_window_back_by_the_learned_allowance() -> None:
-    """Requests that end within 1 ms teach an allowance at its floor (not the first 0.25 s); a
-    request that then stalls delays the permit one window after it by about that much."""
-    limiter = StrictRateLimiter(1000, window_limit=20)
+    """Requests that end within 1 ms teach an allowance at its floor (here 50 ms, not the first
+    0.25 s); a request that then stalls delays the permit one window after it by about that."""
+    assert StrictRateLimiter(10).latency_allowance == 0.25  # the default floor
+    limiter = StrictRateLimiter(1000, window_limit=20, min_latency_allowance=0.05)
     assert limiter.latency_allowance == 0.25  # nothing learned yet
     for _ in range(30):  # the last 10 wait for the first 10 to leave the window, and learn
         permit = await limiter.acquire()
