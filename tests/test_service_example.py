@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tcvpc import Credential, RetryPolicy, VpcClient
+from tcvpc import Backoff, Credential, RetryPolicy, VpcClient
 from tcvpc.emulator import DEMO_REGION, DEMO_SECRET_ID, DEMO_SECRET_KEY
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,11 @@ async def _start_emulator() -> tuple[Any, str]:
 
 async def _tunnels(url: str) -> dict[str, dict[str, str]]:
     """Every listed tunnel, id → {gateway, state}, through the client itself."""
-    policy = RetryPolicy(max_attempts=30).without_waits()
+    # Throttles wait (jittered, from 50 ms): the emulator's throttle bursts last up to 0.5 s,
+    # and retries without a wait would all land inside one.
+    policy = dataclasses.replace(
+        RetryPolicy(max_attempts=30).without_waits(), throttled=Backoff(0.05, 1.0, 20)
+    )
     async with VpcClient(
         Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
         region=DEMO_REGION,
