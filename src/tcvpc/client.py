@@ -746,11 +746,8 @@ class VpcClient:
             return
         outcome = _outcome_of(exc)
         budget_exhausted = call.retrying is not None and call.retrying.budget_exhausted
-        if exc is None:
-            if call.retrying is None:
-                self.retry_budget.settle(0)
-            else:
-                call.retrying.succeeded()
+        if exc is None and call.retrying is not None:  # a first-try success returned above
+            call.retrying.succeeded()
         elif outcome == "cancelled" and call.retrying is not None:
             call.retrying.refund()  # abandoned, not failed: the budget is for failures
         if exc is not None and call.remember is not None and call.may_have_acted(exc):

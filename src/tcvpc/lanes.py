@@ -182,7 +182,8 @@ class GatewayLanes:
         self._last_policy: RetryPolicy | None = None
         self._last_round = RetryPolicy()
 
-    def _round_policy(self, policy: RetryPolicy) -> RetryPolicy:
+    def round_policy(self, policy: RetryPolicy) -> RetryPolicy:
+        """``policy`` for one round in a lane: its first busy answer ends the round."""
         if policy is self._last_policy:  # a client's calls mostly share its one policy
             return self._last_round
         cached = self._round_policies.get(id(policy))
@@ -223,12 +224,9 @@ class GatewayLanes:
         deadline_at = now + limit
         started: float | None = now
         self.stats.turns += 1
-        lanes = self._lanes
-        lane = lanes.get(key)
+        lane = self._lanes.get(key)
         if lane is None:  # a free gateway: the lane is made held by this call
-            if len(lanes) >= self._sweep_at:
-                self._sweep()
-            lane = lanes[key] = _Lane()
+            lane = self._new_lane(key)
         elif lane.held:
             self.stats.waited += 1
             await self._queue(key, lane, deadline_at, limit)
@@ -253,34 +251,25 @@ class GatewayLanes:
         """
         if not limit > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        lanes = self._lanes
-        if key in lanes:
+        if key in self._lanes:
             return None
         self.stats.turns += 1
-        if len(lanes) >= self._sweep_at:
-            self._sweep()
-        lane = lanes[key] = _Lane()
+        lane = self._new_lane(key)
         lane.taken_at = self._clock()
         return lane
 
-    def round_policy(self, policy: RetryPolicy) -> RetryPolicy:
-        """``policy`` for one round in a lane: its first busy answer ends the round."""
-        return self._last_round if policy is self._last_policy else self._round_policy(policy)
+    def _new_lane(self, key: Hashable) -> _Lane:
+        """A lane for ``key``, held by the call that makes it (amortised sweep first)."""
+        if len(self._lanes) >= self._sweep_at:
+            self._sweep()
+        lane = self._lanes[key] = _Lane()
+        return lane
 
     def end_turn(self, key: Hashable, lane: _Lane) -> None:
         """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
         (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
-        accepted_at = lane.accepted_at = self._clock()
-        if lane.waiters:
-            self._release(key, lane)  # the turn passes to the next waiter
-            return
-        # _release's and _expired's common case inline: no waiter, so the lane is freed, and
-        # forgotten when its hold is over (at once for a gateway without a known mutex).
-        lane.held = False
-        hold = self.estimator.hold
-        # With no hold the lane is over now (the clock does not run back): no second reading.
-        if (hold <= 0.0 or self._clock() >= accepted_at + hold) and self._lanes.get(key) is lane:
-            del self._lanes[key]
+        lane.accepted_at = self._clock()
+        self._release(key, lane)
 
     async def after_failed_turn(
         self,
@@ -324,9 +313,7 @@ class GatewayLanes:
         busy = 0
         not_before = 0.0
         since_accept: float | None = None
-        round_policy = (
-            self._last_round if policy is self._last_policy else self._round_policy(policy)
-        )
+        round_policy = self.round_policy(policy)
         while True:
             if failed is None:
                 if lane.accepted_at is not None or not_before:
@@ -413,7 +400,12 @@ class GatewayLanes:
             del self._lanes[key]
 
     def _expired(self, lane: _Lane) -> bool:
-        return lane.accepted_at is None or self._clock() >= lane.accepted_at + self.estimator.hold
+        accepted_at = lane.accepted_at
+        if accepted_at is None:
+            return True
+        hold = self.estimator.hold
+        # With no hold a lane is over once accepted (the clock does not run back): no reading.
+        return hold <= 0.0 or self._clock() >= accepted_at + hold
 
     def _sweep(self) -> None:
         """Drop idle lanes whose hold is over; amortised, so memory follows the busy gateways."""

@@ -222,12 +222,7 @@ class StrictRateLimiter:
         recent = self._recent
         if len(recent) == self.window_limit and self._window_holds(recent[0], loop.time()):
             return None
-        bucket = self._bucket
-        if not bucket.has_capacity():
-            return None
-        if _DIRECT_TAKE:  # _take_token_now's common case, inline (one call less per request)
-            bucket._level += 1
-        elif not _take_token_now(bucket):
+        if not _take_token_now(self._bucket):
             return None
         permit = Permit(loop)
         self._push(permit)

@@ -329,8 +329,7 @@ class AiohttpTransport:
         # need not be asked per request.
         if session is None or self._closed or self._loop is not asyncio.get_running_loop():
             session = self._ensure_session()  # a first request, or the checks' messages
-        route = self._routes.get(request.url)
-        url, proxy, tls = route if route is not None else self._route(request.url)
+        url, proxy, tls = self._route(request.url)
         failure: TcvpcError
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
@@ -422,6 +421,8 @@ class AiohttpTransport:
         raise failure
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, label: str) -> bytes:
+        """An answer :meth:`send` cannot just read: no declared length, compressed, or declared
+        beyond the cap. Read in chunks, counting the decompressed bytes."""
         declared = resp.content_length
         if declared is not None and declared > self._max_bytes:
             resp.close()  # do not read it, and do not reuse the connection
@@ -431,9 +432,6 @@ class AiohttpTransport:
                 status=resp.status,
                 excerpt="",
             )
-        if declared is not None and "content-encoding" not in resp.headers:
-            # The common case: aiohttp reads exactly the declared length, which fits.
-            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
