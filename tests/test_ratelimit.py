@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import gc
+import math
+import random
 import subprocess
 import sys
 import time
@@ -383,23 +385,58 @@ async def test_permit_release_is_idempotent_and_observable() -> None:
     assert late._released.result() == late.ended  # made after the release: already done
 
 
-async def test_a_stalled_request_holds_the_window_back_by_the_learned_allowance() -> None:
-    """Requests that end within 1 ms teach an allowance at its floor (here 50 ms, not the first
-    0.25 s); a request that then stalls delays the permit one window after it by about that."""
-    assert StrictRateLimiter(10).latency_allowance == 0.25  # the default floor
-    limiter = StrictRateLimiter(1000, window_limit=20, min_latency_allowance=0.05)
-    assert limiter.latency_allowance == 0.25  # nothing learned yet
-    for _ in range(30):  # the last 10 wait for the first 10 to leave the window, and learn
-        permit = await limiter.acquire()
-        await asyncio.sleep(0.001)
-        permit.release()
-    assert limiter.latency_allowance == 0.05
+async def test_a_stalled_answer_holds_its_own_slot_and_no_other() -> None:
+    """20 slots: one request stalls, 19 end at once. The next permit takes the first ended
+    one's slot one window after that end; only once the other 19 slots are taken again does a
+    permit wait for the stalled one's slot (its start, plus the 0.5 s allowance, plus 1 s)."""
+    loop = asyncio.get_running_loop()
+    limiter = StrictRateLimiter(1000, window_limit=20, latency_allowance=0.5)
     stalled = await limiter.acquire()  # never released: its answer is held back
-    for _ in range(19):  # the requests in between end at once
+    quick = []
+    for _ in range(19):
+        permit = await limiter.acquire()
+        permit.release()
+        quick.append(permit)
+    (await limiter.acquire()).release()
+    first = quick[0].ended
+    assert first is not None
+    assert 1.0 <= loop.time() - first < 1.15  # the first quick request's slot
+    assert loop.time() - stalled.started < 1.4  # not held back to the stalled one's 1.5 s
+    for _ in range(18):  # the other quick ones' slots, free at about the same time
         (await limiter.acquire()).release()
-    await limiter.acquire()  # one window after the stalled one reached the server
-    waited = asyncio.get_running_loop().time() - stalled.started
-    assert 1.0 <= waited < 1.2  # a fixed 0.25 s allowance would make it at least 1.25 s
+    assert loop.time() - stalled.started < 1.4
+    (await limiter.acquire()).release()  # all 19 others are held: this one needs the stalled slot
+    assert 1.5 <= loop.time() - stalled.started < 1.7
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_no_second_holds_more_than_the_limit_wherever_requests_arrive(seed: int) -> None:
+    """Random stalls, slow and instant answers. A request reaches the server somewhere between
+    its start and its end, or its deadline (start + allowance) if it ends later: wherever in that
+    span each one arrives (earliest, latest, random), no sliding second holds more than 20."""
+    rng = random.Random(seed)
+    limiter = StrictRateLimiter(400, window_limit=20, latency_allowance=0.1)
+    permits: list[Permit] = []
+
+    async def one() -> None:
+        permit = await limiter.acquire()
+        draw = rng.random()
+        if draw < 0.1:
+            await asyncio.sleep(0.3)  # ends after its deadline
+        elif draw < 0.3:
+            await asyncio.sleep(rng.uniform(0, 0.1))
+        else:
+            await asyncio.sleep(0)
+        permit.release()
+        permits.append(permit)
+
+    await asyncio.gather(*(one() for _ in range(70)))
+    latest = [min(p.ended or math.inf, p.deadline) for p in permits]
+    earliest = [p.started for p in permits]
+    anywhere = [rng.uniform(lo, hi) for lo, hi in zip(earliest, latest, strict=True)]
+    assert max(p.started for p in permits) - min(earliest) > 2.5  # the slots held it back
+    for arrivals in (latest, earliest, anywhere):
+        assert max_in_window(arrivals) <= 20
 
 
 async def test_the_allowance_follows_slow_requests_and_a_fixed_one_stays() -> None:

@@ -11,7 +11,6 @@ budget. Figures: ``benchmarks/b2_rate.py`` (strict) and ``benchmarks/b6_stranger
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 import time
@@ -50,11 +49,17 @@ _INITIAL_ALLOWANCE = 0.25
 class Permit:
     """Permission for one request; call :meth:`release` when the request has ended."""
 
-    __slots__ = ("_ended", "_loop", "_waiter", "answered", "started")
+    __slots__ = ("_ended", "_loop", "_owner", "_waiter", "answered", "deadline", "started")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, owner: StrictRateLimiter | None = None
+    ) -> None:
         self._loop = loop
         self.started = loop.time()
+        self.deadline = math.inf
+        """When its request is taken to have reached the server at the latest, if it still runs
+        (set by the limiter that granted it: start plus its latency allowance)."""
+        self._owner = owner
         self._ended: float | None = None
         self._waiter: asyncio.Future[float] | None = None
         self.answered = False
@@ -72,11 +77,13 @@ class Permit:
         lost): how long it took then says nothing about round trips (Karn's rule).
         """
         if self._ended is None:
-            self._ended = self._loop.time()
+            ended = self._ended = self._loop.time()
             self.answered = answered
             waiter = self._waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(self._ended)
+                waiter.set_result(ended)
+            if self._owner is not None:
+                self._owner._on_release(self, ended)
 
     @property
     def _released(self) -> asyncio.Future[float]:
@@ -152,14 +159,16 @@ class StrictRateLimiter:
     """A FIFO token bucket whose requests never exceed the window limit at the server.
 
     * **Strict at the server**: no ``n + 1`` requests (``n = ceil(rate)``) arrive within one
-      second. A permit is released when its request ends, and the ``(k+n)``-th permit is granted
-      only one second after the ``k``-th request ended (or after its start plus
-      ``latency_allowance`` if it still runs): a request reaches the server before it ends, so
-      this holds however the server counts and however latencies vary. Counting *starts* is not
-      enough: a late request lands in the same server second as ``n`` later ones. The allowance
-      grows with the requests' own durations (RFC 6298's retransmission timeout: smoothed
-      duration plus four deviations, answered requests only) above ``min_latency_allowance``
-      (0.25 s), so a slow network or server cannot outrun it.
+      second. Each permit holds one of ``n`` slots from its grant until one second after its
+      request reached the server at the latest: after it ended (it reached the server before
+      that), or after its start plus ``latency_allowance`` if it ends later. A new permit is
+      granted only while fewer than ``n`` slots are held, so any server second that holds it
+      holds at most ``n - 1`` earlier requests, however the server counts and however latencies
+      vary. Counting *starts* is not enough: a late request lands in the same server second as
+      ``n`` later ones. A request whose answer stalls holds its own slot for the allowance, not
+      the others'. The allowance grows with the requests' own durations (RFC 6298's
+      retransmission timeout: smoothed duration plus four deviations, answered requests only)
+      above ``min_latency_allowance`` (0.25 s), so a slow network or server cannot outrun it.
     * **Paced**: underneath, a token bucket refilled at ``rate`` holding 50 ms of tokens (1.5 to
       5) spaces requests evenly and absorbs the event loop's timer rounding.
       ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady rate.
@@ -168,7 +177,7 @@ class StrictRateLimiter:
     * **Cancellation-safe**: a task cancelled while waiting takes no token; one cancelled after
       acquiring has spent its permit (the request may be on the wire).
     * **Cheap when free**: :meth:`try_acquire` hands out a permit without locking or waiting when
-      nobody queues and the window and the bucket allow one (what ``acquire`` does first), so the
+      nobody queues and a slot and the bucket allow one (what ``acquire`` does first), so the
       client needs no deadline timer for it.
 
     It ignores the server's answers (``on_throttled``/``on_admitted`` do nothing): put an
@@ -186,7 +195,7 @@ class StrictRateLimiter:
         """``latency_allowance``: how long after its start a request may still reach the server;
         ``None`` learns it, at least ``min_latency_allowance``. The floor covers what no round
         trip shows: a busy event loop between the permit and the write, a wait for a pooled
-        connection. At 50 ms a loaded service once put 101 requests in one server second."""
+        connection, a lost packet's retransmission (Linux waits at least 200 ms)."""
         if not rate > 0:
             raise ValueError(f"rate must be a positive number of requests per second, not {rate!r}")
         self.rate = float(rate)
@@ -209,7 +218,18 @@ class StrictRateLimiter:
         self._fifo = asyncio.Lock()
         self._queued = 0
         """Calls inside :meth:`acquire`'s queue: while any, no permit is handed out at once."""
-        self._recent: deque[Permit] = deque(maxlen=self.window_limit)
+        # The slots. A permit's slot is held until min(end, deadline) + one window:
+        self._granted: deque[Permit] = deque()
+        """Permits in grant order (so in deadline order) until their slot's end is known to
+        have passed; one that ended before its deadline is skipped (its end is in _early)."""
+        self._early: deque[float] = deque()
+        """End times, ascending, of requests that ended before their deadline."""
+        self._held = 0
+        """Slots held: permits in _granted not ended early, plus the ends in _early."""
+        self._last_deadline = -math.inf
+        self._wake: asyncio.Future[None] | None = None
+        """Set by a release while the head of the queue waits on a deadline (a release may
+        free a slot sooner)."""
 
     def try_acquire(self) -> Permit | None:
         """A permit now, when one is free without waiting and nobody queues; else ``None``.
@@ -219,14 +239,11 @@ class StrictRateLimiter:
         if self._queued:
             return None
         loop = asyncio.get_running_loop()  # first: outside a loop, fail before taking a token
-        recent = self._recent
-        if len(recent) == self.window_limit and self._window_holds(recent[0], loop.time()):
+        if self._held >= self.window_limit and not self._slot_free(loop.time()):
             return None
         if not _take_token_now(self._bucket):
             return None
-        permit = Permit(loop)
-        self._push(permit)
-        return permit
+        return self._grant(loop)
 
     async def acquire(self) -> Permit:
         permit = self.try_acquire()
@@ -235,47 +252,71 @@ class StrictRateLimiter:
         self._queued += 1
         try:
             async with self._fifo:
-                if len(self._recent) == self.window_limit:
-                    await self._one_window_after(self._recent[0])
+                loop = asyncio.get_running_loop()
+                while not self._slot_free(loop.time()):
+                    await self._until_a_slot_may_free(loop)
                 await self._bucket.acquire()
-                permit = Permit(asyncio.get_running_loop())
-                self._push(permit)
-                return permit
+                return self._grant(loop)  # slots only free up while the bucket is awaited
         finally:
             self._queued -= 1
 
-    def _push(self, permit: Permit) -> None:
-        """Add a granted permit to the window; the one it pushes out teaches the allowance."""
-        recent = self._recent
-        if len(recent) == self.window_limit:
-            oldest = recent[0]
-            ended = oldest.ended
-            if ended is not None and oldest.answered and self._fixed_allowance is None:
-                self._learn(ended - oldest.started)
-        recent.append(permit)
+    def _grant(self, loop: asyncio.AbstractEventLoop) -> Permit:
+        permit = Permit(loop, self)
+        deadline = permit.started + self._allowance
+        if deadline < self._last_deadline:
+            deadline = self._last_deadline  # the allowance shrank: keep deadlines in grant order
+        permit.deadline = self._last_deadline = deadline
+        self._granted.append(permit)
+        self._held += 1
+        return permit
 
-    def _window_holds(self, oldest: Permit, now: float) -> bool:
-        """True while the window rule keeps the next permit back (see _one_window_after)."""
-        allowed_until = oldest.started + self._allowance
-        ended = oldest.ended
-        if ended is None:
-            if allowed_until > now:
-                return True  # it still runs: the window counts from its end, not yet known
-            ended = allowed_until
-        return min(ended, allowed_until) + _WINDOW + _EPSILON > now
+    def _on_release(self, permit: Permit, ended: float) -> None:
+        """A granted permit was released: learn its duration; an early end frees its slot sooner."""
+        if permit.answered and self._fixed_allowance is None:
+            self._learn(ended - permit.started)
+        if ended < permit.deadline:
+            self._early.append(ended)
+            wake = self._wake
+            if wake is not None and not wake.done():
+                wake.set_result(None)
 
-    async def _one_window_after(self, oldest: Permit) -> None:
-        """Wait until one window has passed since ``oldest`` ended (or was allowed to)."""
-        loop = asyncio.get_running_loop()
-        allowed_until = oldest.started + self._allowance
-        if oldest.ended is None and allowed_until > loop.time():
-            released = oldest._released
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(released), allowed_until - loop.time())
-        ended = oldest.ended if oldest.ended is not None else allowed_until
-        delay = min(ended, allowed_until) + _WINDOW + _EPSILON - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def _slot_free(self, now: float) -> bool:
+        """Drop the slots whose window has passed; true when fewer than ``n`` are still held."""
+        early, granted = self._early, self._granted
+        passed = now - _WINDOW - _EPSILON  # a slot whose request reached the server by then is free
+        while early and early[0] <= passed:
+            early.popleft()
+            self._held -= 1
+        while granted:
+            head = granted[0]
+            ended = head._ended
+            if ended is not None and ended < head.deadline:
+                granted.popleft()  # its slot is counted by its end, in _early
+            elif head.deadline <= passed:
+                granted.popleft()
+                self._held -= 1
+            else:
+                break
+        return self._held < self.window_limit
+
+    async def _until_a_slot_may_free(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sleep until the earliest known slot frees, or a release may have freed one sooner."""
+        early, granted = self._early, self._granted
+        frees = min(early[0] if early else math.inf, granted[0].deadline if granted else math.inf)
+        delay = frees + _WINDOW + _EPSILON - loop.time()
+        if early:
+            await asyncio.sleep(delay)  # a release from now on would free its slot later
+            return
+        # Only deadlines are known: a request ending before the first of them frees a slot
+        # one window after its end, sooner than that deadline's.
+        wake = self._wake = loop.create_future()
+        try:
+            async with asyncio.timeout(delay):
+                await wake
+        except TimeoutError:
+            pass
+        finally:
+            self._wake = None
 
     @property
     def latency_allowance(self) -> float:
@@ -283,11 +324,9 @@ class StrictRateLimiter:
         return self._allowance
 
     def _learn(self, duration: float) -> None:
-        """RFC 6298's estimator over the durations of requests that ended (no clock of its own).
+        """RFC 6298's estimator over the durations of answered requests (no clock of its own).
 
-        Sampled as each request leaves the window: only while the window is full, which is the
-        only time the allowance is used. A request still running then (a stalled answer) is no
-        sample: its duration is not known.
+        A request still running (a stalled answer) is no sample: its duration is not known.
         """
         if self._srtt is None:
             self._srtt, self._rttvar = duration, duration / 2
