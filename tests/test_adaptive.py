@@ -140,10 +140,56 @@ def test_throttles_that_persist_are_a_share_and_cut_the_rate() -> None:
     state.on_throttled(now + PERSIST)
     assert state.w_max == pytest.approx(60, rel=0.05)
     assert state.rate(now + PERSIST) == pytest.approx(BETA * 60, rel=0.05)
-    # Adapting now: the next throttle a window later cuts at once, no new episode needed.
-    later = admit_steadily(state, 50, now + PERSIST, WINDOW + 0.1)
-    state.on_throttled(later)
+    # The stranger takes more: its throttles keep coming (the episode goes on), so the first one
+    # past the cut's window cuts again, from what the server admits now.
+    cut = t = now + PERSIST
+    while t < cut + WINDOW:
+        state.on_throttled(t)
+        assert state.w_max == pytest.approx(60, rel=0.05)
+        t = admit_steadily(state, 50, t, 0.4)
+    state.on_throttled(t)
     assert state.w_max == pytest.approx(50, rel=0.05)
+
+
+def test_a_throttle_the_probe_explains_cuts_at_once() -> None:
+    """Past W_max, once the curve has sent one request more than W_max allowed, a throttle is
+    the edge of our share: cut, no episode needed. Just past W_max it is not (yet)."""
+    state = AdaptiveRate(99.5, persist=0)
+    t = admit_steadily(state, 60, 0.0, 3.0)
+    state.on_throttled(t)
+    w_max = state.w_max
+    assert w_max == pytest.approx(60, rel=0.05)
+    state._persist = PERSIST  # from here on, the rules as shipped
+    k = math.cbrt(60 * (1 - BETA) / C)
+    one_more = (4 / C) ** 0.25  # C * s**4 / 4 == 1: one request beyond W_max
+    admit_steadily(state, 60, t, k + 0.5 * one_more)
+    state.on_throttled(t + k + 0.5 * one_more)
+    assert state.w_max == w_max  # not cut: the probe explains no throttle yet
+    assert state.rate(t + k + 0.5 * one_more) > w_max
+    later = t + k + one_more + 0.05
+    admit_steadily(state, 61, t + k + 0.5 * one_more, 0.5 * one_more + 0.05)
+    state.on_throttled(later)
+    assert state.rate(later) == pytest.approx(BETA * 61, rel=0.05)  # cut at once
+
+
+def test_bursts_after_a_cut_do_not_ratchet_the_rate_down() -> None:
+    """B3's emulator: bursts of ten throttles whatever we send. Three 0.9 s apart persist and
+    cut; the next ones, 1.6 s apart (as in B3), each start an episode of their own and the probe
+    explains none of them, so the curve climbs back to the full rate through them. (When each
+    burst past a cut's window cut again, this fell below 45/s.)"""
+    state = AdaptiveRate(99.5)
+    t = admit_steadily(state, 99, 0.0, 2.0)
+    lowest, cuts = 99.5, 0
+    for gap in [0.9] * 3 + [1.6] * 12:
+        before = state.w_max
+        for i in range(10):
+            state.on_throttled(t + i * 0.01)
+        cuts += state.w_max != before
+        t = admit_steadily(state, state.rate(t), t + 0.1, gap - 0.1)  # the burst's 0.1 s: none
+        lowest = min(lowest, state.rate(t))
+    assert cuts == 1
+    assert lowest > BETA * 0.85 * 99  # one cut, from a second the bursts had thinned
+    assert state.rate(t) > 0.95 * 99.5  # climbing back through the bursts
 
 
 def test_a_gap_longer_than_a_window_starts_a_new_episode() -> None:
@@ -185,3 +231,23 @@ def test_never_above_the_strict_rate() -> None:
 def test_rejects_bad_parameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         AdaptiveRate(**kwargs)
+
+
+def test_once_adapting_throttles_that_last_a_window_cut() -> None:
+    """After a cut the share is known to be contended: throttles the probe does not explain cut
+    once they have kept coming for one window (not PERSIST), so a stranger who takes more is
+    followed sooner, while a lone burst (shorter than a window) still is not."""
+    state = AdaptiveRate(99.5, persist=0)
+    t = admit_steadily(state, 90, 0.0, 3.0)
+    state.on_throttled(t)
+    w_max = state.w_max
+    assert w_max == pytest.approx(90, rel=0.05)
+    state._persist = PERSIST
+    cut = t
+    for after in (1.1, 1.5, 1.9):  # an episode 0.8 s long, the probe explains none of it
+        t = admit_steadily(state, 80, t, cut + after - t)
+        state.on_throttled(cut + after)
+        assert state.w_max == w_max
+    t = admit_steadily(state, 80, t, cut + 2.15 - t)
+    state.on_throttled(cut + 2.15)  # 1.05 s of throttles
+    assert state.w_max == pytest.approx(80, rel=0.05)

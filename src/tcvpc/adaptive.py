@@ -12,14 +12,19 @@ collapse; they keep the rate near the share the server admits. Why these constan
 
 Two rules decide which throttles count (B3 measures what they save, B6 what they cost):
 
-* **A passing burst is not a share.** At the full rate, throttles start an *episode* (throttles
-  never more than :data:`WINDOW` apart); the rate is cut only once the episode has lasted
-  :data:`PERSIST` seconds. Someone else's burst throttles the next few requests whatever rate we
+* **A passing burst is not a share.** Throttles come in *episodes* (throttles never more than
+  :data:`WINDOW` apart). Someone else's burst throttles the next few requests whatever rate we
   send and is over within a second: a cut for it would only slow us down for seconds after it.
-  A stranger who keeps spending part of the quota keeps throttling us, and is followed.
-* **One cut per window.** Once adapting, a throttle cuts at once, but the throttles within
-  :data:`WINDOW` of a cut are answers to requests the server counted before the cut could show:
-  they do not cut again (one reduction per round trip, as TCP does).
+  So a throttle our own rate does not explain cuts only once its episode has lasted
+  :data:`PERSIST` seconds: a stranger who keeps spending part of the quota keeps throttling us,
+  and is followed. Our rate explains a throttle when the curve is probing beyond ``W_max`` and
+  has sent at least one request more than ``W_max`` allowed since it passed it; such a throttle
+  cuts at once (the edge of the share, found). At the full rate, and while the curve climbs
+  back to ``W_max``, nothing explains one: without this, bursts every second or two after one
+  cut each cut again from a rate the last burst had lowered (B3 fell to 79/s for 15 s).
+* **One cut per window.** The throttles within :data:`WINDOW` of a cut are answers to requests
+  the server counted before the cut could show: they do not cut again (one reduction per round
+  trip, as TCP does).
 
 The Redis limiter reimplements :func:`cubic_rate` in Lua; keep it pure and keep both in step.
 Its rules for which throttles count are its own (one cut per 0.5 s for the whole fleet; no
@@ -52,8 +57,9 @@ WINDOW = 1.0
 """Seconds over which the admitted rate is measured: the server counts per second."""
 
 PERSIST = 2.0
-"""Seconds throttles must keep coming (none more than :data:`WINDOW` apart) before the first cut
-from the full rate: two of the server's windows, so one burst, or two in a row, is not enough."""
+"""Seconds throttles must keep coming (none more than :data:`WINDOW` apart) before one that our
+own rate does not explain cuts: two of the server's windows, so one burst, or two in a row, is
+not enough."""
 
 _MIN_SPAN = 0.1
 """The shortest span an admitted rate is measured over (two answers 1 ms apart are no rate)."""
@@ -156,17 +162,32 @@ class AdaptiveRate:
         if now - self._last_throttle > WINDOW:
             self._episode_start = now  # a new episode of throttles
         self._last_throttle = now
-        if self._throttled_at is None:
-            if now - self._episode_start < self._persist:
-                return  # at the full rate: maybe a passing burst, not yet a share
-        elif now - self._throttled_at < WINDOW:
+        if self._throttled_at is not None and now - self._throttled_at < WINDOW:
             return  # counted in the same server window as the throttle that cut
+        if not self._probe_explains(now) and now - self._episode_start < self._persisting():
+            return  # maybe a passing burst, not yet a share
         admitted = self.admitted_rate(now)
         # Nothing admitted lately tells us no share: halve what we were allowed (once per
         # window, like every cut).
         w_max = admitted if admitted > 0 else self.rate(now) / 2
         self._w_max = min(self.max_rate, max(self._min_rate, w_max))
         self._throttled_at = now
+
+    def _persisting(self) -> float:
+        """How long an episode our rate does not explain must last to cut: PERSIST at the full
+        rate; once adapting, one window (the share is known to be contended: a burst alone is
+        shorter than that, a stranger who takes more is followed sooner)."""
+        if self._throttled_at is None:
+            return self._persist
+        return min(self._persist, WINDOW)
+
+    def _probe_explains(self, now: float) -> bool:
+        """Whether the curve, probing beyond ``W_max``, has sent at least one request more than
+        ``W_max`` allows since it passed it (``c * (t - K)**4 / 4``, the integral of the excess)."""
+        if self._throttled_at is None:
+            return False
+        beyond = now - self._throttled_at - math.cbrt(self._w_max * (1.0 - self._beta) / self._c)
+        return beyond > 0 and self._c * beyond**4 / 4 >= 1.0
 
     def rate(self, now: float) -> float:
         """Requests per second allowed now, in ``[min_rate, max_rate]``."""
