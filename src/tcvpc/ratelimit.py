@@ -37,9 +37,12 @@ __all__ = [
 DEFAULT_RATE = 99.5
 """Requests per second per action: never more than the documented 100 in any second."""
 
-_CATCH_UP = 0.05
-"""Seconds of tokens the bucket holds (within the bounds below)."""
-_BUCKET_MIN, _BUCKET_MAX = 1.5, 5.0
+_CATCH_UP = 0.2
+"""Seconds of tokens the bucket holds (within the bounds below): enough for the deletes of
+twenty gateways that one poll shows free at once (the job's gateway-bound B3: at 50 ms, 5
+tokens, the last of them waited 150 ms). The window guard, not the bucket, keeps any second
+at the server within the limit."""
+_BUCKET_MIN, _BUCKET_MAX = 1.5, 20.0
 _WINDOW = 1.0
 _EPSILON = 0.001
 _INITIAL_ALLOWANCE = 0.25
@@ -169,8 +172,9 @@ class StrictRateLimiter:
       the others'. The allowance grows with the requests' own durations (RFC 6298's
       retransmission timeout: smoothed duration plus four deviations, answered requests only)
       above ``min_latency_allowance`` (0.25 s), so a slow network or server cannot outrun it.
-    * **Paced**: underneath, a token bucket refilled at ``rate`` holding 50 ms of tokens (1.5 to
-      5) spaces requests evenly and absorbs the event loop's timer rounding.
+    * **Paced**: underneath, a token bucket refilled at ``rate`` holding 0.2 s of tokens (1.5 to
+      20) spaces requests evenly once it is empty, absorbs the event loop's timer rounding, and
+      lets a handful of requests that became ready together go at once.
       ``AsyncLimiter(100, 1)`` alone would allow a burst of 100 on top of the steady rate.
     * **Fair**: aiolimiter lets a newcomer overtake a woken waiter; an :class:`asyncio.Lock`
       (FIFO) in front makes waiters take permits in arrival order.

@@ -9,8 +9,8 @@ How a permit is granted (one short Lua script, one round trip, atomic in Redis):
 
 * **Time slots from Redis's clock.** The script reads ``TIME`` and hands out the next slot on
   a pacing grid: ``max(now - catch-up, previous grid point + 1/rate)``, never before the
-  previous slot, started at once when already due. The catch-up (50 ms of slots, as the local
-  limiter's bucket) lets the fleet make up slots missed while every process was busy or while
+  previous slot, started at once when already due. The catch-up (50 ms of slots; the local
+  limiter's bucket holds 0.2 s) lets the fleet make up slots missed while every process was busy or while
   the window guard held one back. Workers' clocks never enter the decision; each process only
   measures its own offset to Redis on each reply and sleeps until its slot.
 * **At most one reservation outstanding per process and budget** (an :class:`asyncio.Lock`, held
@@ -313,7 +313,7 @@ class RedisLimiterRegistry:
             raise ValueError("prefix must be non-empty and contain no braces (the hash tag's)")
         self.rate = float(rate)
         self.window_limit = max(1, math.ceil(self.rate))
-        # As the local limiter's bucket: 50 ms of slots (1.5 to 5) may be granted late, at once.
+        # 50 ms of slots (1.5 to 5) may be granted late, at once (the local bucket holds 0.2 s).
         tokens = min(_BUCKET_MAX, max(_BUCKET_MIN, self.rate * _CATCH_UP))
         self._catch_up_us = round(tokens / self.rate * 1e6)
         self.prefix = prefix
