@@ -10,9 +10,9 @@ How a permit is granted (one short Lua script, one round trip, atomic in Redis):
 * **Time slots from Redis's clock.** The script reads ``TIME`` and hands out the next slot on
   a pacing grid: ``max(now - catch-up, previous grid point + 1/rate)``, never before the
   previous slot, started at once when already due. The catch-up (50 ms of slots; the local
-  limiter's bucket holds 0.2 s) lets the fleet make up slots missed while every process was busy or while
-  the window guard held one back. Workers' clocks never enter the decision; each process only
-  measures its own offset to Redis on each reply and sleeps until its slot.
+  limiter's bucket holds 0.2 s) lets the fleet make up slots missed while every process was
+  busy or while the window guard held one back. Workers' clocks never enter the decision; each
+  process only measures its own offset to Redis on each reply and sleeps until its slot.
 * **At most one reservation outstanding per process and budget** (an :class:`asyncio.Lock`, held
   from the reservation until its slot): a process never hoards slots, and the lock keeps waiters
   FIFO within a process.
