@@ -52,7 +52,7 @@ _INITIAL_ALLOWANCE = 0.25
 class Permit:
     """Permission for one request; call :meth:`release` when the request has ended."""
 
-    __slots__ = ("_ended", "_loop", "_owner", "_waiter", "answered", "deadline", "started")
+    __slots__ = ("_ended", "_loop", "_owner", "answered", "deadline", "started")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, owner: StrictRateLimiter | None = None
@@ -64,7 +64,6 @@ class Permit:
         (set by the limiter that granted it: start plus its latency allowance)."""
         self._owner = owner
         self._ended: float | None = None
-        self._waiter: asyncio.Future[float] | None = None
         self.answered = False
         """Whether its request ended with an answer (its duration is then a round trip)."""
 
@@ -82,21 +81,8 @@ class Permit:
         if self._ended is None:
             ended = self._ended = self._loop.time()
             self.answered = answered
-            waiter = self._waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(ended)
             if self._owner is not None:
                 self._owner._on_release(self, ended)
-
-    @property
-    def _released(self) -> asyncio.Future[float]:
-        """A future with the release time, done once released. Made on demand: most permits
-        are never waited for, and a future per request would cost every request."""
-        if self._waiter is None:
-            self._waiter = self._loop.create_future()
-            if self._ended is not None:
-                self._waiter.set_result(self._ended)
-        return self._waiter
 
 
 _DIRECT_TAKE = "_level" in getattr(AsyncLimiter, "__slots__", ())

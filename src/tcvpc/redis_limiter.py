@@ -586,7 +586,7 @@ class RedisRateLimiter:
         keep: list[tuple[Permit, _Reservation, bool]] = []
         allowance = self._registry._allowance
         for permit, res, told in self._unreported:
-            ended = _ended_at(permit)
+            ended = permit.ended
             limit = permit.started + allowance
             if ended is not None or now >= limit:
                 at = min(ended if ended is not None else limit, limit)
@@ -601,8 +601,3 @@ class RedisRateLimiter:
 
     def __repr__(self) -> str:
         return f"RedisRateLimiter({self._keys[0]!r}, rate={self._rate:.2f})"
-
-
-def _ended_at(permit: Permit) -> float | None:
-    released = permit._released
-    return released.result() if released.done() else None
