@@ -71,8 +71,12 @@ def cubic_rate(elapsed: float, w_max: float, *, beta: float = BETA, c: float = C
     ``W(t) = c * (t - K)**3 + w_max`` with ``K = cbrt(w_max * (1 - beta) / c)``, so
     ``W(0) = beta * w_max``, ``W(K) = w_max``. Unbounded above: callers cap it.
     """
-    k = math.cbrt(w_max * (1.0 - beta) / c)
-    return c * (elapsed - k) ** 3 + w_max
+    return c * (elapsed - _cubic_k(w_max, beta, c)) ** 3 + w_max
+
+
+def _cubic_k(w_max: float, beta: float, c: float) -> float:
+    """Seconds the curve takes from ``beta * w_max`` back to ``w_max``."""
+    return math.cbrt(w_max * (1.0 - beta) / c)
 
 
 class AdaptiveRate:
@@ -186,7 +190,7 @@ class AdaptiveRate:
         ``W_max`` allows since it passed it (``c * (t - K)**4 / 4``, the integral of the excess)."""
         if self._throttled_at is None:
             return False
-        beyond = now - self._throttled_at - math.cbrt(self._w_max * (1.0 - self._beta) / self._c)
+        beyond = now - self._throttled_at - _cubic_k(self._w_max, self._beta, self._c)
         return beyond > 0 and self._c * beyond**4 / 4 >= 1.0
 
     def rate(self, now: float) -> float:
