@@ -281,6 +281,36 @@ def test_each_event_loop_gets_its_own_limiters_and_closed_loops_are_dropped() ->
     assert first_ref() is None
 
 
+async def test_a_limiter_far_above_its_traffic_keeps_a_bounded_number_of_permits() -> None:
+    """Slots are never short at this rate, yet the permits of ended requests are still dropped:
+    keeping all of them (B1 runs at 1e6/s) would grow without bound."""
+    limiter = StrictRateLimiter(1_000_000)
+    for _ in range(1000):
+        permit = limiter.try_acquire()
+        assert permit is not None
+        permit.release()
+    assert len(limiter._granted) <= 65
+    await asyncio.sleep(1.1)  # the ends of those requests leave the window
+    for _ in range(100):
+        permit = limiter.try_acquire()
+        assert permit is not None
+        permit.release()
+    assert len(limiter._early) <= 100
+
+
+def test_outside_a_loop_try_acquire_fails_and_takes_no_token() -> None:
+    limiter = StrictRateLimiter(2, window_limit=10)  # a bucket of 1.5 tokens: one free
+    with pytest.raises(RuntimeError):
+        limiter.try_acquire()
+
+    async def grant() -> None:
+        permit = limiter.try_acquire()
+        assert permit is not None  # the failed call left the one token there
+        assert permit._loop is asyncio.get_running_loop()
+
+    asyncio.run(grant())
+
+
 async def test_registry_needs_a_running_loop() -> None:
     registry = LimiterRegistry(10)
     with pytest.raises(RuntimeError):

@@ -95,9 +95,9 @@ class AdaptiveRate:
         "_min_rate",
         "_persist",
         "_since",
-        "_throttled_at",
         "_w_max",
         "max_rate",
+        "throttled_at",
     )
 
     def __init__(
@@ -124,7 +124,8 @@ class AdaptiveRate:
         self._admitted: deque[float] = deque()
         self._since = 0.0  # when the answers now in the window started coming
         self._w_max = self.max_rate
-        self._throttled_at: float | None = None
+        self.throttled_at: float | None = None
+        """When the last cut came; ``None`` while not adapting (the rate is ``max_rate``)."""
         self._persist = float(persist)
         self._last_throttle = -math.inf
         self._episode_start = -math.inf
@@ -132,7 +133,7 @@ class AdaptiveRate:
     @property
     def w_max(self) -> float | None:
         """The admitted rate measured at the last throttle (``None``: not adapting)."""
-        return None if self._throttled_at is None else self._w_max
+        return None if self.throttled_at is None else self._w_max
 
     def admitted_rate(self, now: float) -> float:
         """Answers admitted (not throttled) per second over the last :data:`WINDOW` seconds.
@@ -151,11 +152,14 @@ class AdaptiveRate:
 
     def on_admitted(self, now: float) -> None:
         """The server processed one of our requests (any answer but a throttle)."""
-        if not self._admitted or self._admitted[0] <= now - WINDOW:
-            self.admitted_rate(now)  # trims: the deque holds at most one window of answers
-            if not self._admitted:
-                self._since = now
-        self._admitted.append(now)
+        admitted = self._admitted
+        # admitted_rate's trim, inline (every answer comes here): at most one window is kept.
+        edge = now - WINDOW
+        while admitted and admitted[0] <= edge:
+            admitted.popleft()
+        if not admitted:
+            self._since = now
+        admitted.append(now)
 
     def on_throttled(self, now: float) -> None:
         """The server throttled one of our requests: restart the curve from what it admits.
@@ -166,7 +170,7 @@ class AdaptiveRate:
         if now - self._last_throttle > WINDOW:
             self._episode_start = now  # a new episode of throttles
         self._last_throttle = now
-        if self._throttled_at is not None and now - self._throttled_at < WINDOW:
+        if self.throttled_at is not None and now - self.throttled_at < WINDOW:
             return  # counted in the same server window as the throttle that cut
         if not self._probe_explains(now) and now - self._episode_start < self._persisting():
             return  # maybe a passing burst, not yet a share
@@ -175,34 +179,34 @@ class AdaptiveRate:
         # window, like every cut).
         w_max = admitted if admitted > 0 else self.rate(now) / 2
         self._w_max = min(self.max_rate, max(self._min_rate, w_max))
-        self._throttled_at = now
+        self.throttled_at = now
 
     def _persisting(self) -> float:
         """How long an episode our rate does not explain must last to cut: PERSIST at the full
         rate; once adapting, one window (the share is known to be contended: a burst alone is
         shorter than that, a stranger who takes more is followed sooner)."""
-        if self._throttled_at is None:
+        if self.throttled_at is None:
             return self._persist
         return min(self._persist, WINDOW)
 
     def _probe_explains(self, now: float) -> bool:
         """Whether the curve, probing beyond ``W_max``, has sent at least one request more than
         ``W_max`` allows since it passed it (``c * (t - K)**4 / 4``, the integral of the excess)."""
-        if self._throttled_at is None:
+        if self.throttled_at is None:
             return False
-        beyond = now - self._throttled_at - _cubic_k(self._w_max, self._beta, self._c)
+        beyond = now - self.throttled_at - _cubic_k(self._w_max, self._beta, self._c)
         return beyond > 0 and self._c * beyond**4 / 4 >= 1.0
 
     def rate(self, now: float) -> float:
         """Requests per second allowed now, in ``[min_rate, max_rate]``."""
-        if self._throttled_at is None:
+        if self.throttled_at is None:
             return self.max_rate
-        w = cubic_rate(max(0.0, now - self._throttled_at), self._w_max, beta=self._beta, c=self._c)
+        w = cubic_rate(max(0.0, now - self.throttled_at), self._w_max, beta=self._beta, c=self._c)
         if w > self._w_max:
             # Probing beyond the share: no faster than twice what the server admits now (a
             # client with little work must not earn a rate it never tried).
             w = min(w, max(self._w_max, 2.0 * self.admitted_rate(now)))
         if w >= self.max_rate:
-            self._throttled_at = None  # fully recovered: forget the share
+            self.throttled_at = None  # fully recovered: forget the share
             return self.max_rate
         return max(self._min_rate, w)

@@ -55,6 +55,7 @@ from tcvpc.errors import (
     TokenExpiredError,
     is_throttle,
 )
+from tcvpc.eventloop import runs_here
 from tcvpc.lanes import GatewayLanes
 from tcvpc.models import (
     DeleteOutcome,
@@ -536,9 +537,9 @@ class VpcClient:
             deadline = policy.deadline
         elif not deadline > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._check_loop()  # binds a first loop, refuses another
+        loop = self._loop
+        if loop is None or not runs_here(loop):
+            loop = self._check_loop()  # binds a first loop, refuses another
         if self._closed:
             self._ensure_session()  # raises ClientClosedError
         body = params if isinstance(params, bytes) else _JSON.encode(params).encode("utf-8")
@@ -600,7 +601,21 @@ class VpcClient:
         # _retry's attempts read the clock.
         now = call.started if call.retrying is None else call.loop.time()
         try:
-            permit = self._free_permit(call, now)  # a free permit needs no deadline timer
+            if call.deadline_at <= now:
+                raise self._deadline_error(call, "before the next attempt could start")
+            max_waiting = self.max_waiting
+            # Shed new calls only: a retry is part of a call already admitted.
+            if max_waiting is not None and call.attempts == 0 and self._waiting >= max_waiting:
+                self._shed += 1
+                raise QueueFullError(
+                    f"{call.action}: {self._waiting} calls already wait for the rate limiter "
+                    f"(max_waiting={max_waiting}); nothing was sent",
+                    action=call.action,
+                    max_waiting=max_waiting,
+                )
+            # A permit the limiter has free now needs no deadline timer.
+            try_acquire = call.try_acquire
+            permit = None if try_acquire is None else try_acquire()
             if permit is None:
                 permit = await self._permit(call)
                 now = call.loop.time()
@@ -634,28 +649,8 @@ class VpcClient:
         call.limiter.on_admitted()
         return response
 
-    def _free_permit(self, call: _Call, now: float) -> Permit | None:
-        """A permit if the limiter has one free ``now``; ``None`` when the call must wait for it.
-
-        Raises when the deadline has passed or ``max_waiting`` calls already wait.
-        """
-        if call.deadline_at <= now:
-            raise self._deadline_error(call, "before the next attempt could start")
-        max_waiting = self.max_waiting
-        # Shed new calls only: a retry is part of a call already admitted.
-        if max_waiting is not None and call.attempts == 0 and self._waiting >= max_waiting:
-            self._shed += 1
-            raise QueueFullError(
-                f"{call.action}: {self._waiting} calls already wait for the rate limiter "
-                f"(max_waiting={max_waiting}); nothing was sent",
-                action=call.action,
-                max_waiting=max_waiting,
-            )
-        try_acquire = call.try_acquire
-        return None if try_acquire is None else try_acquire()
-
     async def _permit(self, call: _Call) -> Permit:
-        """Wait for the limiter, but not past the deadline (after :meth:`_free_permit`)."""
+        """Wait for the limiter, but not past the deadline (when it had no permit free at once)."""
         loop = call.loop
         self._waiting += 1
         queued = loop.time()

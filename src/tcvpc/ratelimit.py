@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from aiolimiter import AsyncLimiter
 
 from tcvpc.adaptive import BETA, PERSIST, AdaptiveRate, C
+from tcvpc.eventloop import runs_here
 
 __all__ = [
     "DEFAULT_RATE",
@@ -45,6 +46,10 @@ at the server within the limit."""
 _BUCKET_MIN, _BUCKET_MAX = 1.5, 20.0
 _WINDOW = 1.0
 _EPSILON = 0.001
+_PRUNE_AT = 64
+"""Permits kept before the passed ones are dropped even while slots are free: a limiter whose
+rate is far above its traffic would otherwise keep every permit it granted (memory, and work
+for the garbage collector)."""
 _INITIAL_ALLOWANCE = 0.25
 """Seconds a request may take to reach the server, until the durations of ended ones are known."""
 
@@ -55,10 +60,14 @@ class Permit:
     __slots__ = ("_ended", "_loop", "_owner", "answered", "deadline", "started")
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, owner: StrictRateLimiter | None = None
+        self,
+        loop: asyncio.AbstractEventLoop,
+        owner: StrictRateLimiter | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started``: ``loop.time()`` of the grant, when the caller has just read it."""
         self._loop = loop
-        self.started = loop.time()
+        self.started = loop.time() if started is None else started
         self.deadline = math.inf
         """When its request is taken to have reached the server at the latest, if it still runs
         (set by the limiter that granted it: start plus its latency allowance)."""
@@ -217,6 +226,8 @@ class StrictRateLimiter:
         self._held = 0
         """Slots held: permits in _granted not ended early, plus the ends in _early."""
         self._last_deadline = -math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the last grant (a registry's limiter only ever sees one)."""
         self._wake: asyncio.Future[None] | None = None
         """Set by a release while the head of the queue waits on a deadline (a release may
         free a slot sooner)."""
@@ -228,12 +239,23 @@ class StrictRateLimiter:
         """
         if self._queued:
             return None
-        loop = asyncio.get_running_loop()  # first: outside a loop, fail before taking a token
-        if self._held >= self.window_limit and not self._slot_free(loop.time()):
+        loop = self._loop
+        if loop is None or not runs_here(loop):
+            # First, so that outside a loop it fails before taking a token.
+            loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        if (
+            self._held >= self.window_limit or len(self._granted) > _PRUNE_AT
+        ) and not self._slot_free(now):
             return None
-        if not _take_token_now(self._bucket):
+        bucket = self._bucket
+        if _DIRECT_TAKE:  # _take_token_now's usual case, inline: every request takes this path
+            if not bucket.has_capacity():
+                return None
+            bucket._level += 1
+        elif not _take_token_now(bucket):
             return None
-        return self._grant(loop)
+        return self._grant(loop, now)
 
     async def acquire(self) -> Permit:
         permit = self.try_acquire()
@@ -246,13 +268,14 @@ class StrictRateLimiter:
                 while not self._slot_free(loop.time()):
                     await self._until_a_slot_may_free(loop)
                 await self._bucket.acquire()
-                return self._grant(loop)  # slots only free up while the bucket is awaited
+                # Slots only free up while the bucket is awaited.
+                return self._grant(loop, loop.time())
         finally:
             self._queued -= 1
 
-    def _grant(self, loop: asyncio.AbstractEventLoop) -> Permit:
-        permit = Permit(loop, self)
-        deadline = permit.started + self._allowance
+    def _grant(self, loop: asyncio.AbstractEventLoop, now: float) -> Permit:
+        permit = Permit(loop, self, now)
+        deadline = now + self._allowance
         if deadline < self._last_deadline:
             deadline = self._last_deadline  # the allowance shrank: keep deadlines in grant order
         permit.deadline = self._last_deadline = deadline
@@ -372,7 +395,11 @@ class AdaptiveLimiter:
     def try_acquire(self) -> Permit | None:
         """A permit now, when the full rate is allowed and the strict limiter grants one at once
         with nobody queued; else ``None`` (never waits, never overtakes)."""
-        if self._queued or self.state.rate(self._clock()) < self.strict.rate:
+        if self._queued:
+            return None
+        state = self.state
+        # Not adapting: the full rate, without asking the curve (and the clock).
+        if state.throttled_at is not None and state.rate(self._clock()) < self.strict.rate:
             return None
         self._pacer = None
         return self.strict.try_acquire()

@@ -30,6 +30,7 @@ from tcvpc.errors import (
     TransportError,
     UntrustedCertificateError,
 )
+from tcvpc.eventloop import runs_here
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -327,7 +328,7 @@ class AiohttpTransport:
         session = self._session
         # Our own session is closed only by aclose (which sets _closed): its ``closed`` property
         # need not be asked per request.
-        if session is None or self._closed or self._loop is not asyncio.get_running_loop():
+        if session is None or self._closed or not runs_here(self._loop):
             session = self._ensure_session()  # a first request, or the checks' messages
         url, proxy, tls = self._route(request.url)
         failure: TcvpcError
