@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-_set = object.__setattr__
+from tcvpc.frozen import slot_setters
+
 """How a frozen dataclass's ``__init__`` sets its fields (bound once here: see TunnelRef)."""
 
 _GATEWAY_ID = re.compile(r"vpngw-[a-z0-9]{8}")
@@ -95,13 +96,16 @@ class TunnelRef:
     vpn_connection_id: str
 
     def __init__(self, vpn_gateway_id: str, vpn_connection_id: str) -> None:
-        # What dataclass generates, with object.__setattr__ looked up once (every delete
+        # What dataclass generates, through the slots' own setters (frozen.py: every delete
         # builds one); dataclass keeps an __init__ the class defines.
-        _set(self, "vpn_gateway_id", vpn_gateway_id)
-        _set(self, "vpn_connection_id", vpn_connection_id)
+        _set_gateway(self, vpn_gateway_id)
+        _set_connection(self, vpn_connection_id)
 
     def __str__(self) -> str:
         return f"{self.vpn_gateway_id}/{self.vpn_connection_id}"
+
+
+_set_gateway, _set_connection = slot_setters(TunnelRef, "vpn_gateway_id", "vpn_connection_id")
 
 
 class DeleteOutcome(enum.StrEnum):
@@ -145,18 +149,25 @@ class DeleteResult:
         inferred: bool = False,
         error_code: str | None = None,
     ) -> None:
-        # As TunnelRef's: the generated __init__, with object.__setattr__ looked up once.
-        _set(self, "tunnel", tunnel)
-        _set(self, "outcome", outcome)
-        _set(self, "request_id", request_id)
-        _set(self, "attempts", attempts)
-        _set(self, "inferred", inferred)
-        _set(self, "error_code", error_code)
+        # As TunnelRef's: the generated __init__, through the slots' own setters.
+        _set_tunnel(self, tunnel)
+        _set_outcome(self, outcome)
+        _set_request_id(self, request_id)
+        _set_attempts(self, attempts)
+        _set_inferred(self, inferred)
+        _set_error_code(self, error_code)
 
     @property
     def deleted(self) -> bool:
         """True when the tunnel is gone or going, whichever attempt did it."""
         return self.outcome in (DeleteOutcome.DELETED, DeleteOutcome.ALREADY_GONE)
+
+
+_set_tunnel, _set_outcome, _set_request_id, _set_attempts, _set_inferred, _set_error_code = (
+    slot_setters(
+        DeleteResult, "tunnel", "outcome", "request_id", "attempts", "inferred", "error_code"
+    )
+)
 
 
 class TunnelState(enum.StrEnum):

@@ -284,9 +284,20 @@ class StrictRateLimiter:
         return permit
 
     def _on_release(self, permit: Permit, ended: float) -> None:
-        """A granted permit was released: learn its duration; an early end frees its slot sooner."""
+        """A granted permit was released: learn its duration; an early end frees its slot sooner.
+
+        The learning is RFC 6298's estimator over the durations of answered requests (no clock of
+        its own): a request still running (a stalled answer) or one that ended without an answer
+        is no sample, its duration says nothing about round trips.
+        """
         if permit.answered and self._fixed_allowance is None:
-            self._learn(ended - permit.started)
+            duration = ended - permit.started
+            if self._srtt is None:
+                self._srtt, self._rttvar = duration, duration / 2
+            else:
+                self._rttvar += 0.25 * (abs(self._srtt - duration) - self._rttvar)
+                self._srtt += 0.125 * (duration - self._srtt)
+            self._allowance = max(self._min_allowance, self._srtt + 4 * self._rttvar)
         if ended < permit.deadline:
             self._early.append(ended)
             wake = self._wake
@@ -335,18 +346,6 @@ class StrictRateLimiter:
     def latency_allowance(self) -> float:
         """Seconds after its start by which a request is taken to have reached the server."""
         return self._allowance
-
-    def _learn(self, duration: float) -> None:
-        """RFC 6298's estimator over the durations of answered requests (no clock of its own).
-
-        A request still running (a stalled answer) is no sample: its duration is not known.
-        """
-        if self._srtt is None:
-            self._srtt, self._rttvar = duration, duration / 2
-        else:
-            self._rttvar += 0.25 * (abs(self._srtt - duration) - self._rttvar)
-            self._srtt += 0.125 * (duration - self._srtt)
-        self._allowance = max(self._min_allowance, self._srtt + 4 * self._rttvar)
 
     def on_throttled(self) -> None:
         """Ignored: the strict limit does not depend on the server's answers."""

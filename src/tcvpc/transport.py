@@ -31,6 +31,7 @@ from tcvpc.errors import (
     UntrustedCertificateError,
 )
 from tcvpc.eventloop import runs_here
+from tcvpc.frozen import slot_setters
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -44,8 +45,6 @@ __all__ = [
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 """The API's answers are kilobytes; anything this large is not an API answer."""
 
-_set = object.__setattr__
-"""How a frozen dataclass's ``__init__`` sets its fields (bound once here: see Request)."""
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 _SECRET_HEADERS = frozenset({"authorization", "x-tc-token", "proxy-authorization"})
@@ -95,14 +94,14 @@ class Request:
         timeout: float = 30.0,
         label: str = "",
     ) -> None:
-        # What dataclass generates, with object.__setattr__ looked up once (one per request);
-        # dataclass keeps an __init__ the class defines.
-        _set(self, "method", method)
-        _set(self, "url", url)
-        _set(self, "headers", headers)
-        _set(self, "body", body)
-        _set(self, "timeout", timeout)
-        _set(self, "label", label)
+        # What dataclass generates, through the slots' own setters (frozen.py: one per
+        # request); dataclass keeps an __init__ the class defines.
+        _set_method(self, method)
+        _set_url(self, url)
+        _set_headers(self, headers)
+        _set_body(self, body)
+        _set_timeout(self, timeout)
+        _set_label(self, label)
 
     def __repr__(self) -> str:
         # Exception trackers record frame locals by repr: the signature and token stay out.
@@ -110,6 +109,11 @@ class Request:
             f"Request({self.method} {self.url}, headers={_redacted(self.headers)!r}, "
             f"body={len(self.body)} bytes)"
         )
+
+
+_set_method, _set_url, _set_headers, _set_body, _set_timeout, _set_label = slot_setters(
+    Request, "method", "url", "headers", "body", "timeout", "label"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +129,20 @@ class Response:
         self, status: int, headers: Mapping[str, str] = _NO_HEADERS, body: bytes = b""
     ) -> None:
         # As Request's (one per answer). The default headers are one shared read-only mapping.
-        _set(self, "status", status)
-        _set(self, "headers", headers)
-        _set(self, "body", body)
+        _set_status(self, status)
+        _set_answer_headers(self, headers)
+        _set_answer_body(self, body)
 
     def __repr__(self) -> str:
         # A metadata or STS answer carries temporary keys: the body stays out of reprs.
         return (
             f"Response({self.status}, headers={dict(self.headers)!r}, body={len(self.body)} bytes)"
         )
+
+
+_set_status, _set_answer_headers, _set_answer_body = slot_setters(
+    Response, "status", "headers", "body"
+)
 
 
 @runtime_checkable
