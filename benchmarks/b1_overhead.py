@@ -447,8 +447,9 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
 
 
 @contextlib.contextmanager
-def _pinned(emulator_pid: int) -> Iterator[None]:
-    """The clients on one CPU, the emulator on another, when the machine has two or more.
+def _pinned(emulator_pid: int) -> Iterator[bool]:
+    """The clients on one CPU, the emulator on another, when the machine has two or more
+    (yields whether it pinned them).
 
     Unpinned, the scheduler moves both processes across CPUs and now and then runs them on one:
     each client's CPU per request then moves by several percent from round to round (the floor's
@@ -456,12 +457,12 @@ def _pinned(emulator_pid: int) -> Iterator[None]:
     """
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
     if len(cpus) < 2:
-        yield
+        yield False
         return
     os.sched_setaffinity(emulator_pid, {cpus[1]})
     os.sched_setaffinity(0, {cpus[0]})
     try:
-        yield
+        yield True
     finally:
         os.sched_setaffinity(0, set(cpus))
 
@@ -493,7 +494,7 @@ def run(quick: bool = False, profile: bool = False) -> Report:
         seed = write_seed_csv(Path(tmp) / "seed.csv", all_tunnels)
         with (
             start_emulator(seed_file=seed, rate_limit=0, max_seconds=1800) as emu,
-            _pinned(emu.proc.pid),
+            _pinned(emu.proc.pid) as pinned,
         ):
             for name in names:  # warm-up: imports, first connections; not counted
                 measure(name, emu.url, take(s.warmup), s.concurrency, 0)
@@ -510,7 +511,7 @@ def run(quick: bool = False, profile: bool = False) -> Report:
                 for name in ("tcvpc", "floor"):
                     profiles += profile_run(name, emu.url, take(s.requests), s.concurrency)
                 ablations = _ablation_rounds(s, emu.url, take, ablation_names)
-    report = _report(s, quick, results, profiles)
+    report = _report(s, quick, results, profiles, pinned)
     if profile:
         _add_ablations(report, s, ablations)
         parts = component_costs()
@@ -581,7 +582,9 @@ def _add_ablations(report: Report, s: Settings, cpu: dict[str, list[float]]) -> 
     report.data["ablation_descriptions"] = {name: text for name, (_, text) in ABLATIONS.items()}
 
 
-def _report(s: Settings, quick: bool, results: list[RunResult], profiles: str) -> Report:
+def _report(
+    s: Settings, quick: bool, results: list[RunResult], profiles: str, pinned: bool
+) -> Report:
     report = Report("b1_overhead", quick)
     by_client: dict[str, list[RunResult]] = {}
     for r in results:
@@ -632,7 +635,7 @@ def _report(s: Settings, quick: bool, results: list[RunResult], profiles: str) -
             "tcvpc_cpu_vs_floor_per_round": per_round,
             "sdk_async_cpu_vs_tcvpc": vs_sdk,
         },
-        "pinned": len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else False,
+        "pinned": pinned,
         "goals": {
             "tcvpc_cpu_vs_floor_max": GOAL_VS_FLOOR,
             "met": vs_floor <= GOAL_VS_FLOOR and errors["tcvpc"] == 0,

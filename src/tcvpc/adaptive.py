@@ -152,14 +152,11 @@ class AdaptiveRate:
 
     def on_admitted(self, now: float) -> None:
         """The server processed one of our requests (any answer but a throttle)."""
-        admitted = self._admitted
-        # admitted_rate's trim, inline (every answer comes here): at most one window is kept.
-        edge = now - WINDOW
-        while admitted and admitted[0] <= edge:
-            admitted.popleft()
-        if not admitted:
-            self._since = now
-        admitted.append(now)
+        if not self._admitted or self._admitted[0] <= now - WINDOW:
+            self.admitted_rate(now)  # trims: the deque holds at most one window of answers
+            if not self._admitted:
+                self._since = now
+        self._admitted.append(now)
 
     def on_throttled(self, now: float) -> None:
         """The server throttled one of our requests: restart the curve from what it admits.

@@ -251,13 +251,10 @@ class GatewayLanes:
         """
         if not limit > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        lanes = self._lanes
-        if key in lanes:
+        if key in self._lanes:
             return None
         self.stats.turns += 1
-        if len(lanes) >= self._sweep_at:  # as _new_lane, inline: every delete comes here
-            self._sweep()
-        lane = lanes[key] = _Lane()
+        lane = self._new_lane(key)
         lane.taken_at = self._clock()
         return lane
 
@@ -271,13 +268,6 @@ class GatewayLanes:
     def end_turn(self, key: Hashable, lane: _Lane) -> None:
         """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
         (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
-        if lane.waiters is None and self.estimator.hold <= 0.0:
-            # Nobody queued and nothing to hold (no gateway seen busy yet): the lane is over
-            # now, as _release would find, without reading the clock.
-            lane.held = False
-            if self._lanes.get(key) is lane:
-                del self._lanes[key]
-            return
         lane.accepted_at = self._clock()
         self._release(key, lane)
 

@@ -248,12 +248,7 @@ class StrictRateLimiter:
             self._held >= self.window_limit or len(self._granted) > _PRUNE_AT
         ) and not self._slot_free(now):
             return None
-        bucket = self._bucket
-        if _DIRECT_TAKE:  # _take_token_now's usual case, inline: every request takes this path
-            if not bucket.has_capacity():
-                return None
-            bucket._level += 1
-        elif not _take_token_now(bucket):
+        if not _take_token_now(self._bucket):
             return None
         return self._grant(loop, now)
 

@@ -142,8 +142,7 @@ class RetryBudget:
 
     def settle(self, spent: int) -> None:
         """A call succeeded after withdrawing ``spent``: return that, or the first-try refund."""
-        # deposit's sum, inline: every call that succeeds settles.
-        self.available = min(self.capacity, self.available + (spent or self.success_refund))
+        self.deposit(spent if spent else self.success_refund)
 
     def withdraw(self, cost: int) -> bool:
         if cost > self.available:
