@@ -1,11 +1,12 @@
-"""``runs_here``: the cheap "is this the running loop?" that the request path asks on every call."""
+"""``runs_here`` and ``clock_of``: the cheap loop checks and clock readings of the request path."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
-from tcvpc.eventloop import runs_here
+from tcvpc.eventloop import clock_of, runs_here
 
 
 async def test_the_running_loop_runs_here_and_no_other_does() -> None:
@@ -60,3 +61,27 @@ class _LoopWithoutThreadId:
 async def test_a_loop_without_a_thread_id_is_asked_the_usual_way() -> None:
     assert not runs_here(_LoopWithoutThreadId())  # type: ignore[arg-type]
     assert not await asyncio.to_thread(runs_here, _LoopWithoutThreadId())  # type: ignore[arg-type]
+
+
+async def test_clock_of_asyncio_s_loop_is_monotonic_itself() -> None:
+    loop = asyncio.get_running_loop()
+    clock = clock_of(loop)
+    assert clock is time.monotonic  # what BaseEventLoop.time returns, without its frame
+    before = loop.time()
+    assert before <= clock() <= loop.time()
+
+
+def test_clock_of_a_loop_with_its_own_time_keeps_it() -> None:
+    class Shifted(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return super().time() + 1000.0
+
+    loop = Shifted()
+    patched = asyncio.new_event_loop()
+    patched.time = lambda: 5.0  # type: ignore[method-assign]
+    try:
+        assert clock_of(loop)() > time.monotonic() + 999.0
+        assert clock_of(patched)() == 5.0
+    finally:
+        loop.close()
+        patched.close()

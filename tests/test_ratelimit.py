@@ -306,7 +306,7 @@ def test_outside_a_loop_try_acquire_fails_and_takes_no_token() -> None:
     async def grant() -> None:
         permit = limiter.try_acquire()
         assert permit is not None  # the failed call left the one token there
-        assert permit._loop is asyncio.get_running_loop()
+        assert limiter._loop is asyncio.get_running_loop()  # bound by this call, not the failed one
 
     asyncio.run(grant())
 

@@ -55,7 +55,7 @@ from tcvpc.errors import (
     TokenExpiredError,
     is_throttle,
 )
-from tcvpc.eventloop import runs_here
+from tcvpc.eventloop import clock_of, runs_here
 from tcvpc.lanes import GatewayLanes
 from tcvpc.models import (
     DeleteOutcome,
@@ -328,6 +328,8 @@ class VpcClient:
             unknown_outcomes = UnknownOutcomes()
         self.unknown_outcomes = unknown_outcomes
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        """``_loop``'s clock (eventloop.clock_of), set with it: ``loop.time()`` in one call."""
         self._waiting = 0
         self._in_flight = 0
         self._shed = 0
@@ -421,6 +423,7 @@ class VpcClient:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._clock = clock_of(loop)
         elif self._loop is not loop:
             raise EventLoopError(_wrong_loop_message("used"))
         return loop
@@ -562,7 +565,7 @@ class VpcClient:
             if isinstance(self.limiters, LimiterRegistry) and len(self._limiter_of) < 64:
                 self._limiter_of[action] = found
         limiter, try_acquire = found
-        now = loop.time()
+        now = self._clock()
         return _Call(
             action,
             body,
@@ -728,7 +731,7 @@ class VpcClient:
     ) -> None:
         """Settle the retry budget, remember an unknown outcome, report the call once."""
         self._in_flight -= 1
-        latency = call.loop.time() - call.started
+        latency = self._clock() - call.started
         if exc is None and call.retrying is None:  # the common case, first try: kept short
             self.retry_budget.settle(0)
             action = call.action

@@ -134,9 +134,9 @@ class _Lane:
 
     __slots__ = ("accepted_at", "held", "taken_at", "waiters")
 
-    def __init__(self) -> None:
+    def __init__(self, taken_at: float) -> None:
         self.held = True  # made for the call that takes it
-        self.taken_at = 0.0
+        self.taken_at = taken_at
         """When a fresh turn (GatewayLanes.fresh_turn) took it: its call's deadline counts from
         then."""
         self.waiters: deque[asyncio.Future[None]] | None = None
@@ -220,19 +220,23 @@ class GatewayLanes:
         before the lane waits to retry a busy answer.
         """
         limit = _limit(policy, deadline)
-        now = self._clock()
-        deadline_at = now + limit
-        started: float | None = now
-        self.stats.turns += 1
-        lane = self._lanes.get(key)
-        if lane is None:  # a free gateway: the lane is made held by this call
-            lane = self._new_lane(key)
-        elif lane.held:
-            self.stats.waited += 1
-            await self._queue(key, lane, deadline_at, limit)
-            started = None  # waited: the first round reads the clock again
+        lane = self.fresh_turn(key, limit)  # a free gateway: the lane is made held by this call
+        if lane is not None:
+            now = lane.taken_at
+            deadline_at = now + limit
+            started: float | None = now
         else:
-            lane.held = True
+            now = self._clock()
+            deadline_at = now + limit
+            started = now
+            self.stats.turns += 1
+            lane = self._lanes[key]
+            if lane.held:
+                self.stats.waited += 1
+                await self._queue(key, lane, deadline_at, limit)
+                started = None  # waited: the first round reads the clock again
+            else:
+                lane.held = True
         try:
             return await self._rounds(lane, call, policy, on_busy, deadline_at, limit, started)
         finally:
@@ -251,18 +255,13 @@ class GatewayLanes:
         """
         if not limit > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        if key in self._lanes:
+        lanes = self._lanes
+        if key in lanes:
             return None
+        if len(lanes) >= self._sweep_at:
+            self._sweep()  # amortised: memory follows the busy gateways
         self.stats.turns += 1
-        lane = self._new_lane(key)
-        lane.taken_at = self._clock()
-        return lane
-
-    def _new_lane(self, key: Hashable) -> _Lane:
-        """A lane for ``key``, held by the call that makes it (amortised sweep first)."""
-        if len(self._lanes) >= self._sweep_at:
-            self._sweep()
-        lane = self._lanes[key] = _Lane()
+        lane = lanes[key] = _Lane(self._clock())
         return lane
 
     def end_turn(self, key: Hashable, lane: _Lane) -> None:

@@ -46,6 +46,8 @@ class UnknownOutcomes:
 
     def pop(self, key: Hashable) -> bool:
         """Forget ``key``; true when it was remembered and had not expired."""
+        if not self._seen:  # the usual case, asked after every delete: no key to hash
+            return False
         when = self._seen.pop(key, None)
         return when is not None and self._clock() - when < self.ttl
 

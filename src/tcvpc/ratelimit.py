@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 from aiolimiter import AsyncLimiter
 
 from tcvpc.adaptive import BETA, PERSIST, AdaptiveRate, C
-from tcvpc.eventloop import runs_here
+from tcvpc.eventloop import clock_of, runs_here
 
 __all__ = [
     "DEFAULT_RATE",
@@ -57,7 +57,7 @@ _INITIAL_ALLOWANCE = 0.25
 class Permit:
     """Permission for one request; call :meth:`release` when the request has ended."""
 
-    __slots__ = ("_ended", "_loop", "_owner", "answered", "deadline", "started")
+    __slots__ = ("_clock", "_ended", "_owner", "answered", "deadline", "started")
 
     def __init__(
         self,
@@ -66,8 +66,9 @@ class Permit:
         started: float | None = None,
     ) -> None:
         """``started``: ``loop.time()`` of the grant, when the caller has just read it."""
-        self._loop = loop
-        self.started = loop.time() if started is None else started
+        # The owner reads the same clock as its loop, without a Python frame (clock_of).
+        clock = self._clock = loop.time if owner is None else owner._clock
+        self.started = clock() if started is None else started
         self.deadline = math.inf
         """When its request is taken to have reached the server at the latest, if it still runs
         (set by the limiter that granted it: start plus its latency allowance)."""
@@ -88,7 +89,7 @@ class Permit:
         lost): how long it took then says nothing about round trips (Karn's rule).
         """
         if self._ended is None:
-            ended = self._ended = self._loop.time()
+            ended = self._ended = self._clock()
             self.answered = answered
             if self._owner is not None:
                 self._owner._on_release(self, ended)
@@ -228,6 +229,8 @@ class StrictRateLimiter:
         self._last_deadline = -math.inf
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop of the last grant (a registry's limiter only ever sees one)."""
+        self._clock: Callable[[], float] = time.monotonic
+        """``_loop``'s clock (eventloop.clock_of), set with it."""
         self._wake: asyncio.Future[None] | None = None
         """Set by a release while the head of the queue waits on a deadline (a release may
         free a slot sooner)."""
@@ -243,7 +246,8 @@ class StrictRateLimiter:
         if loop is None or not runs_here(loop):
             # First, so that outside a loop it fails before taking a token.
             loop = self._loop = asyncio.get_running_loop()
-        now = loop.time()
+            self._clock = clock_of(loop)
+        now = self._clock()
         if (
             self._held >= self.window_limit or len(self._granted) > _PRUNE_AT
         ) and not self._slot_free(now):
@@ -287,12 +291,18 @@ class StrictRateLimiter:
         """
         if permit.answered and self._fixed_allowance is None:
             duration = ended - permit.started
-            if self._srtt is None:
-                self._srtt, self._rttvar = duration, duration / 2
+            srtt = self._srtt
+            if srtt is None:
+                srtt, rttvar = duration, duration / 2
             else:
-                self._rttvar += 0.25 * (abs(self._srtt - duration) - self._rttvar)
-                self._srtt += 0.125 * (duration - self._srtt)
-            self._allowance = max(self._min_allowance, self._srtt + 4 * self._rttvar)
+                rttvar = self._rttvar
+                rttvar += 0.25 * (abs(srtt - duration) - rttvar)
+                srtt += 0.125 * (duration - srtt)
+            self._srtt, self._rttvar = srtt, rttvar
+            allowance = srtt + 4 * rttvar
+            # max(), without its call: every answered request passes here.
+            floor = self._min_allowance
+            self._allowance = allowance if allowance > floor else floor
         if ended < permit.deadline:
             self._early.append(ended)
             wake = self._wake

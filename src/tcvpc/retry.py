@@ -138,11 +138,16 @@ class RetryBudget:
     available: int = field(init=False)
 
     def __post_init__(self) -> None:
+        for name in ("capacity", "retry_cost", "timeout_cost", "success_refund"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"RetryBudget {name} must be an int >= 0, not {value!r}")
         self.available = self.capacity
 
     def settle(self, spent: int) -> None:
         """A call succeeded after withdrawing ``spent``: return that, or the first-try refund."""
-        self.deposit(spent if spent else self.success_refund)
+        if self.available < self.capacity:  # a full bucket (the usual case) takes nothing
+            self.deposit(spent if spent else self.success_refund)
 
     def withdraw(self, cost: int) -> bool:
         if cost > self.available:
