@@ -251,3 +251,26 @@ def test_once_adapting_throttles_that_last_a_window_cut() -> None:
     t = admit_steadily(state, 80, t, cut + 2.15 - t)
     state.on_throttled(cut + 2.15)  # 1.05 s of throttles
     assert state.w_max == pytest.approx(80, rel=0.05)
+
+
+@given(gaps=st.lists(st.floats(0.0005, 2.5), min_size=1, max_size=300))
+def test_admitted_rate_counts_the_last_window_exactly_with_at_most_two_windows_kept(
+    gaps: list[float],
+) -> None:
+    """The record is trimmed in batches, yet every reading is the exact count of the last
+    window over the span since the answers (re)started, and memory stays bounded."""
+    state = AdaptiveRate(1000.0)
+    times: list[float] = []
+    now = 0.0
+    since = 0.0
+    for step, gap in enumerate(gaps):
+        now += gap
+        if not times or times[-1] <= now - WINDOW:
+            since = now  # a window without answers: they start again
+        times.append(now)
+        state.on_admitted(now)
+        assert all(t > now - 2 * WINDOW for t in state._admitted)
+        if step % 7 == 6 or step == len(gaps) - 1:  # reading trims: read now and then only
+            in_window = sum(1 for t in times if t > now - WINDOW)
+            span = min(WINDOW, max(0.1, now - since))
+            assert state.admitted_rate(now) == pytest.approx(in_window / span)

@@ -43,6 +43,7 @@ from tcvpc import (
     ServerError,
     TransportError,
     VpcClient,
+    __version__,
 )
 from tcvpc.endpoint import parse_endpoint
 from tcvpc.retry import Backoff
@@ -156,6 +157,7 @@ async def test_success_sends_signed_headers_and_body(server: Script, client: Vpc
     assert headers["X-TC-Action"] == "DeleteVpnConnection"
     assert headers["X-TC-Version"] == "2017-03-12"
     assert headers["X-TC-Region"] == "ap-guangzhou"
+    assert headers["User-Agent"] == f"tcvpc/{__version__}"  # in place of aiohttp's own
     assert headers["X-TC-Token"] == TOKEN
     assert headers["Host"] == "127.0.0.1:9"
     assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest/")

@@ -364,11 +364,13 @@ async def test_taking_a_free_token_fills_the_bucket_as_acquire_does(
     if direct:
         assert ratelimit._DIRECT_TAKE  # the aiolimiter this project pins keeps a level
     monkeypatch.setattr(ratelimit, "_DIRECT_TAKE", direct)
+    taker = StrictRateLimiter(1000, window_limit=10)
     taken, acquired = AsyncLimiter(3, 1000), AsyncLimiter(3, 1000)  # refills in minutes
+    taker._bucket = taken
     for _ in range(3):
-        assert ratelimit._take_token_now(taken)
+        assert taker.try_acquire() is not None
         await acquired.acquire()
-    assert not ratelimit._take_token_now(taken)
+    assert taker.try_acquire() is None
     assert not taken.has_capacity()
     assert not acquired.has_capacity()
     assert taken._level == pytest.approx(acquired._level, abs=1e-3)

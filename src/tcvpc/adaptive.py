@@ -152,11 +152,15 @@ class AdaptiveRate:
 
     def on_admitted(self, now: float) -> None:
         """The server processed one of our requests (any answer but a throttle)."""
-        if not self._admitted or self._admitted[0] <= now - WINDOW:
-            self.admitted_rate(now)  # trims: the deque holds at most one window of answers
-            if not self._admitted:
-                self._since = now
-        self._admitted.append(now)
+        admitted = self._admitted
+        if not admitted or admitted[-1] <= now - WINDOW:
+            admitted.clear()  # none in the window: the answers start coming again now
+            self._since = now
+        elif admitted[0] <= now - 2 * WINDOW:
+            # Trimmed in batches, not one answer per call: the deque holds at most two windows
+            # of answers (admitted_rate trims exactly when it is asked).
+            self.admitted_rate(now)
+        admitted.append(now)
 
     def on_throttled(self, now: float) -> None:
         """The server throttled one of our requests: restart the curve from what it admits.

@@ -100,22 +100,14 @@ _DIRECT_TAKE = "_level" in getattr(AsyncLimiter, "__slots__", ())
 taking it here matches what ``acquire()`` does)."""
 
 
-def _take_token_now(bucket: AsyncLimiter) -> bool:
-    """Take one token from ``bucket`` without waiting, or take none and return ``False``.
+def _acquire_at_once(bucket: AsyncLimiter) -> bool:
+    """Take the token ``has_capacity()`` just found, through ``acquire()``, without waiting.
 
-    aiolimiter has no non-blocking acquire. When ``has_capacity()`` says a token is there,
-    ``acquire()`` would return without suspending after adding one to the bucket's level (and
-    re-timing its waiters: the callers here run only while nobody waits on this bucket): that
-    is done directly, which spares a coroutine and its StopIteration per request. Without that
-    attribute (another aiolimiter), ``acquire()`` is run to completion here; should it ever
-    suspend, it is closed and the caller waits the usual way: the entry it left in aiolimiter's
-    queue takes no token (a waiter takes its token when it resumes).
+    For an aiolimiter without ``_level`` (see ``_DIRECT_TAKE``): ``acquire()`` is run to
+    completion here; should it ever suspend, it is closed and ``False`` returned, and the
+    caller waits the usual way: the entry it left in aiolimiter's queue takes no token (a
+    waiter takes its token when it resumes).
     """
-    if not bucket.has_capacity():
-        return False
-    if _DIRECT_TAKE:
-        bucket._level += 1
-        return True
     step = bucket.acquire()
     try:
         step.send(None)
@@ -252,7 +244,15 @@ class StrictRateLimiter:
             self._held >= self.window_limit or len(self._granted) > _PRUNE_AT
         ) and not self._slot_free(now):
             return None
-        if not _take_token_now(self._bucket):
+        # aiolimiter has no non-blocking acquire. When has_capacity() says a token is there,
+        # acquire() would add one to the level without suspending (and re-time its waiters:
+        # none, while nobody queues here); that is done directly, sparing a coroutine.
+        bucket = self._bucket
+        if not bucket.has_capacity():
+            return None
+        if _DIRECT_TAKE:
+            bucket._level += 1
+        elif not _acquire_at_once(bucket):
             return None
         return self._grant(loop, now)
 

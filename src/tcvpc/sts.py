@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tcvpc import signing
+from tcvpc._version import USER_AGENT
 from tcvpc.credentials import Credential, CredentialProvider, StaticProvider
 from tcvpc.endpoint import Endpoint, parse_endpoint
 from tcvpc.errors import CredentialsError, CredentialsNotFoundError, ResponseError, api_error
@@ -94,7 +95,7 @@ async def call_sts(
         "X-TC-Version": STS_VERSION,
         "X-TC-Timestamp": str(timestamp),
         "X-TC-Region": region,
-        "X-TC-RequestClient": "tcvpc",
+        "User-Agent": USER_AGENT,
         "Authorization": "SKIP",
     }
     if credential is not None:

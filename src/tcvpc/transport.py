@@ -324,13 +324,12 @@ class AiohttpTransport:
         return self._env_proxies[key]
 
     def _route(self, url_text: str) -> tuple[URL, URL | None, ssl.SSLContext | bool]:
-        """``(url, proxy, ssl)`` for a URL: worked out once (a client sends to one URL)."""
-        route = self._routes.get(url_text)
-        if route is None:
-            url = _url(url_text)
-            route = (url, self._proxy_for(url), self._tls() if url.scheme == "https" else True)
-            if len(self._routes) < 64:
-                self._routes[url_text] = route
+        """``(url, proxy, ssl)`` for a URL not in ``_routes`` yet: worked out once and kept
+        (a client sends to one URL; send reads ``_routes`` first)."""
+        url = _url(url_text)
+        route = (url, self._proxy_for(url), self._tls() if url.scheme == "https" else True)
+        if len(self._routes) < 64:
+            self._routes[url_text] = route
         return route
 
     async def send(self, request: Request) -> Response:
@@ -339,7 +338,7 @@ class AiohttpTransport:
         # need not be asked per request.
         if session is None or self._closed or not runs_here(self._loop):
             session = self._ensure_session()  # a first request, or the checks' messages
-        url, proxy, tls = self._route(request.url)
+        url, proxy, tls = self._routes.get(request.url) or self._route(request.url)
         failure: TcvpcError
         # The failure is raised after the except block: raised inside, it would keep the aiohttp
         # exception as its __context__, and with it the request's signed headers.
