@@ -149,6 +149,9 @@ async def delete(client: VpcClient, **kw: Any) -> Any:
 async def test_success_sends_signed_headers_and_body(server: Script, client: VpcClient) -> None:
     server.then(ok())
     result = await delete(client)
+    metrics = client.metrics()
+    assert metrics.queue_wait_seconds == {"DeleteVpnConnection": 0.0}  # a free permit: no wait
+    assert metrics.call_seconds["DeleteVpnConnection"] > 0
     assert result.outcome is DeleteOutcome.DELETED
     assert (result.request_id, result.attempts, result.inferred) == ("req-ok", 1, False)
     (request,) = server.requests

@@ -719,3 +719,13 @@ def test_the_readme_gateway_lanes_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "15 deleted, retry budget untouched: 500"
+
+
+async def test_without_a_hold_a_fresh_turn_leaves_no_lane_behind() -> None:
+    lanes = GatewayLanes()  # nothing learned yet: no hold
+    turn = lanes.fresh_turn("gw", 60.0)
+    assert turn is not None
+    assert lanes.fresh_turn("gw", 60.0) is None  # held while its round runs
+    lanes.end_turn("gw", turn)
+    assert len(lanes) == 0  # over at once: the next delete there takes a fresh turn
+    assert lanes.fresh_turn("gw", 60.0) is not None

@@ -492,3 +492,23 @@ async def test_the_allowance_follows_slow_requests_and_a_fixed_one_stays() -> No
         StrictRateLimiter(10, latency_allowance=-1)
     with pytest.raises(ValueError, match="min_latency_allowance"):
         StrictRateLimiter(10, min_latency_allowance=-1)
+
+
+async def test_the_allowance_learns_one_duration_per_sample_interval() -> None:
+    """At most one sample per 10 ms (the estimator's cost follows time, not traffic): a second
+    answer right after the first teaches nothing, one after the interval does."""
+    limiter = StrictRateLimiter(1000, window_limit=100)
+
+    def answered_after(seconds: float) -> None:
+        permit = limiter.try_acquire()
+        assert permit is not None
+        permit.started -= seconds  # as if it had been granted that long ago
+        permit.release()
+
+    answered_after(0.5)
+    assert limiter.latency_allowance == pytest.approx(0.5 + 4 * 0.25, abs=0.01)
+    answered_after(5.0)  # within the interval: not a sample
+    assert limiter.latency_allowance == pytest.approx(1.5, abs=0.01)
+    await asyncio.sleep(0.02)
+    answered_after(5.0)
+    assert limiter.latency_allowance > 2.0

@@ -729,7 +729,8 @@ class VpcClient:
             action = call.action
             self._calls[action, "ok"] += 1
             self._call_seconds[action] += latency
-            self._queue_seconds[action] += call.queue_wait
+            if call.queue_wait:  # a permit free at once waited 0 s: nothing to add
+                self._queue_seconds[action] += call.queue_wait
             if self._on_call is not None:
                 answered = (str(response.get("RequestId", "")) or None) if response else None
                 self._report_call(call, "ok", None, latency, answered, False)
@@ -810,7 +811,8 @@ class VpcClient:
         return ClientMetrics(
             calls=dict(self._calls),
             call_seconds=dict(self._call_seconds),
-            queue_wait_seconds=dict(self._queue_seconds),
+            # Every action with calls, those whose permits never waited too (0.0).
+            queue_wait_seconds={a: self._queue_seconds.get(a, 0.0) for a in self._call_seconds},
             waiting=self._waiting,
             in_flight=self._in_flight,
             rates={action: limiter.rate for action, limiter in self._limiters_used.items()},

@@ -268,6 +268,13 @@ class GatewayLanes:
         """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
         (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
         lane.accepted_at = self._clock()
+        if lane.waiters is None and self.estimator.hold <= 0.0:
+            # Nobody queued and no hold to keep: the lane is over, as _release would conclude
+            # (without its two calls: most deletes of a service end here).
+            lane.held = False
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+            return
         self._release(key, lane)
 
     async def after_failed_turn(

@@ -50,6 +50,10 @@ _PRUNE_AT = 64
 """Permits kept before the passed ones are dropped even while slots are free: a limiter whose
 rate is far above its traffic would otherwise keep every permit it granted (memory, and work
 for the garbage collector)."""
+_SAMPLE_EVERY = 0.01
+"""Seconds between the request durations the allowance learns from: at most 100 samples a second
+(every answered request below that rate), so that the estimator's cost follows time, not traffic.
+Which request ends first after the gap does not depend on how long it took: no bias."""
 _INITIAL_ALLOWANCE = 0.25
 """Seconds a request may take to reach the server, until the durations of ended ones are known."""
 
@@ -204,6 +208,7 @@ class StrictRateLimiter:
         self._min_allowance = min_latency_allowance
         self._allowance = _INITIAL_ALLOWANCE if latency_allowance is None else latency_allowance
         self._srtt: float | None = None  # smoothed request duration (RFC 6298's SRTT)
+        self._next_sample = -math.inf  # no sample from a request that ends before this
         self._rttvar = 0.0
         capacity = min(_BUCKET_MAX, max(_BUCKET_MIN, self.rate * _CATCH_UP))
         self._bucket = AsyncLimiter(capacity, capacity / self.rate)
@@ -286,10 +291,12 @@ class StrictRateLimiter:
         """A granted permit was released: learn its duration; an early end frees its slot sooner.
 
         The learning is RFC 6298's estimator over the durations of answered requests (no clock of
-        its own): a request still running (a stalled answer) or one that ended without an answer
-        is no sample, its duration says nothing about round trips.
+        its own), one sample per ``_SAMPLE_EVERY`` at most: a request still running (a stalled
+        answer) or one that ended without an answer is no sample, its duration says nothing about
+        round trips.
         """
-        if permit.answered and self._fixed_allowance is None:
+        if permit.answered and ended >= self._next_sample and self._fixed_allowance is None:
+            self._next_sample = ended + _SAMPLE_EVERY
             duration = ended - permit.started
             srtt = self._srtt
             if srtt is None:
