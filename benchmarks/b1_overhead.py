@@ -31,10 +31,11 @@ import itertools
 import json
 import os
 import pstats
+import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,10 +79,14 @@ class Settings:
     requests: int
     rounds: int
     warmup: int
+    pairs: int
+    """Paired batches of tcvpc and the floor (see :func:`paired_batches`)."""
 
 
-QUICK = Settings(concurrency=32, requests=400, rounds=3, warmup=100)
-FULL = Settings(concurrency=32, requests=4000, rounds=7, warmup=400)
+QUICK = Settings(concurrency=32, requests=400, rounds=3, warmup=100, pairs=6)
+FULL = Settings(concurrency=32, requests=4000, rounds=7, warmup=400, pairs=60)
+PAIR_BATCH = 400
+"""Deletes per batch of a pair: about 40 ms of CPU, shorter than the machine's drifts."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,12 @@ async def _workers(
     return outcomes
 
 
-async def run_floor(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+Sender = Callable[[str, str], Awaitable[str]]
+
+
+@contextlib.asynccontextmanager
+async def floor_sender(url: str, concurrency: int) -> AsyncIterator[Sender]:
+    """The floor's delete of one tunnel, with its session open."""
     host = url.removeprefix("http://")
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -139,17 +149,19 @@ async def run_floor(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str
                 answer = json.loads(await resp.read())["Response"]
             return str(answer["Error"]["Code"]) if "Error" in answer else "OK"
 
+        yield one
+
+
+async def run_floor(url: str, tunnels: Tunnels, concurrency: int) -> Counter[str]:
+    async with floor_sender(url, concurrency) as one:
         return await _workers(concurrency, tunnels, one)
 
 
-async def run_tcvpc(
-    url: str,
-    tunnels: Tunnels,
-    concurrency: int,
-    *,
-    lanes: bool = True,
-    limiters: object = None,
-) -> Counter[str]:
+@contextlib.asynccontextmanager
+async def tcvpc_sender(
+    url: str, concurrency: int, *, lanes: bool = True, limiters: object = None
+) -> AsyncIterator[Sender]:
+    """tcvpc's delete of one tunnel, with its client open."""
     client = VpcClient(
         Credential(DEMO_SECRET_ID, DEMO_SECRET_KEY),
         region=DEMO_REGION,
@@ -167,6 +179,18 @@ async def run_tcvpc(
             )
             return "OK" if result.outcome.value == "deleted" else str(result.outcome.value)
 
+        yield one
+
+
+async def run_tcvpc(
+    url: str,
+    tunnels: Tunnels,
+    concurrency: int,
+    *,
+    lanes: bool = True,
+    limiters: object = None,
+) -> Counter[str]:
+    async with tcvpc_sender(url, concurrency, lanes=lanes, limiters=limiters) as one:
         return await _workers(concurrency, tunnels, one)
 
 
@@ -446,6 +470,38 @@ def component_costs(n: int = 20_000) -> list[tuple[str, float]]:
     return asyncio.run(measure_all())
 
 
+async def paired_batches(
+    url: str, take: Callable[[int], list[tuple[str, str]]], s: Settings
+) -> dict[str, list[float]]:
+    """CPU µs/request of tcvpc and the floor, both open in one event loop, taking turns in
+    batches of :data:`PAIR_BATCH` deletes, which of the two goes first alternating.
+
+    The runs of the main table are a second or more apart, and on a shared 2-CPU machine the
+    speed of the same code drifts between them by more than the 10% measured (one run's rounds
+    spanned 0.72x-1.29x). Two batches of one pair are 80 ms apart: each pair's ratio sees one
+    drift, and the median of many pairs is what the goal is judged on. Both clients stay open,
+    as a service keeps its client (setup is a few µs per request of a 4,000-delete run).
+    """
+    cpu: dict[str, list[float]] = {"tcvpc": [], "floor": []}
+    async with (
+        tcvpc_sender(url, s.concurrency) as tcvpc_one,
+        floor_sender(url, s.concurrency) as floor_one,
+    ):
+        senders = {"tcvpc": tcvpc_one, "floor": floor_one}
+        for pair in range(s.pairs + 1):  # pair 0 warms up (first connections)
+            for name in ("tcvpc", "floor") if pair % 2 else ("floor", "tcvpc"):
+                batch = take(PAIR_BATCH)
+                gc.collect()
+                cpu0 = cpu_seconds()
+                outcomes = await _workers(s.concurrency, batch, senders[name])
+                used = cpu_seconds() - cpu0
+                if outcomes["OK"] != len(batch):
+                    raise RuntimeError(f"B1 paired batches: {name} failed some deletes: {outcomes}")
+                if pair:
+                    cpu[name].append(used / len(batch) * 1e6)
+    return cpu
+
+
 @contextlib.contextmanager
 def _pinned(emulator_pid: int) -> Iterator[bool]:
     """The clients on one CPU, the emulator on another, when the machine has two or more
@@ -473,6 +529,7 @@ def run(quick: bool = False, profile: bool = False) -> Report:
     ablation_names = ["tcvpc", "tcvpc-no-lanes", *ABLATIONS, "floor"] if profile else []
     total = (
         len(names) * (s.warmup + s.rounds * s.requests)
+        + 2 * (s.pairs + 1) * PAIR_BATCH
         + (2 * s.requests if profile else 0)
         + len(ablation_names) * (s.warmup + s.rounds * s.requests)
     )
@@ -507,11 +564,12 @@ def run(quick: bool = False, profile: bool = False) -> Report:
                         f"{result.requests_per_second:7.0f} req/s errors={result.errors}",
                         flush=True,
                     )
+            paired = asyncio.run(paired_batches(emu.url, take, s))
             if profile:
                 for name in ("tcvpc", "floor"):
                     profiles += profile_run(name, emu.url, take(s.requests), s.concurrency)
                 ablations = _ablation_rounds(s, emu.url, take, ablation_names)
-    report = _report(s, quick, results, profiles, pinned)
+    report = _report(s, quick, results, profiles, pinned, paired)
     if profile:
         _add_ablations(report, s, ablations)
         parts = component_costs()
@@ -582,8 +640,19 @@ def _add_ablations(report: Report, s: Settings, cpu: dict[str, list[float]]) -> 
     report.data["ablation_descriptions"] = {name: text for name, (_, text) in ABLATIONS.items()}
 
 
+def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile)."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
 def _report(
-    s: Settings, quick: bool, results: list[RunResult], profiles: str, pinned: bool
+    s: Settings,
+    quick: bool,
+    results: list[RunResult],
+    profiles: str,
+    pinned: bool,
+    paired: dict[str, list[float]],
 ) -> Report:
     report = Report("b1_overhead", quick)
     by_client: dict[str, list[RunResult]] = {}
@@ -614,14 +683,30 @@ def _report(
     # Each round runs every client back to back: its own ratio shows the noise around the median.
     floor_of = {r.round: r.cpu_us_per_request for r in by_client["floor"]}
     per_round = sorted(r.cpu_us_per_request / floor_of[r.round] for r in by_client["tcvpc"])
+    # The goal is judged on the paired batches: each pair's ratio sees one drift of the machine.
+    pair_ratios = [t / f for t, f in zip(paired["tcvpc"], paired["floor"], strict=True)]
+    low, paired_ratio, high = _quartiles(pair_ratios)
+    pair_cpu = {name: median(values) for name, values in paired.items()}
+    report.add_table(
+        f"B1 paired batches: tcvpc and the floor open side by side, {len(pair_ratios)} pairs of "
+        f"{PAIR_BATCH}-delete batches",
+        ["client", "CPU µs/request (median)", "CPU vs floor (median of the pairs' ratios)"],
+        [
+            ["tcvpc", pair_cpu["tcvpc"], paired_ratio],
+            ["floor", pair_cpu["floor"], 1.0],
+        ],
+    )
+    met = paired_ratio <= GOAL_VS_FLOOR
     report.add_table(
         "B1 goals",
         ["goal", "measured", "goal met"],
         [
             [
                 f"tcvpc CPU/request ≤ {GOAL_VS_FLOOR}x floor",
-                f"{vs_floor:.2f}x (rounds: {per_round[0]:.2f}x-{per_round[-1]:.2f}x)",
-                vs_floor <= GOAL_VS_FLOOR,
+                f"{paired_ratio:.3f}x, median of {len(pair_ratios)} paired batches (middle half "
+                f"{low:.3f}x-{high:.3f}x); the runs above: {vs_floor:.2f}x (rounds "
+                f"{per_round[0]:.2f}x-{per_round[-1]:.2f}x)",
+                met,
             ],
             ["no failed requests (tcvpc)", str(errors["tcvpc"]), errors["tcvpc"] == 0],
         ],
@@ -633,12 +718,15 @@ def _report(
         "ratios": {
             "tcvpc_cpu_vs_floor": vs_floor,
             "tcvpc_cpu_vs_floor_per_round": per_round,
+            "tcvpc_cpu_vs_floor_paired": paired_ratio,
+            "tcvpc_cpu_vs_floor_paired_quartiles": [low, high],
             "sdk_async_cpu_vs_tcvpc": vs_sdk,
         },
+        "paired_cpu_us_per_request": paired,
         "pinned": pinned,
         "goals": {
             "tcvpc_cpu_vs_floor_max": GOAL_VS_FLOOR,
-            "met": vs_floor <= GOAL_VS_FLOOR and errors["tcvpc"] == 0,
+            "met": met and errors["tcvpc"] == 0,
         },
         "runs": [
             {

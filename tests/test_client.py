@@ -605,3 +605,12 @@ def test_a_delete_s_body_is_what_the_json_encoder_writes(gateway: str, connectio
         return
     assert _delete_body(gateway, connection) == expected
     assert json.loads(expected) == params
+
+
+@pytest.mark.parametrize("action", ["", 123, None])
+async def test_call_refuses_an_action_that_is_no_name(
+    server: Script, client: VpcClient, action: Any
+) -> None:
+    with pytest.raises(ValueError, match="action must be a non-empty string"):
+        await client.call(action)
+    assert server.requests == []  # nothing sent

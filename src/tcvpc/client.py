@@ -487,6 +487,8 @@ class VpcClient:
         ``deadline``: seconds the whole call may take, waiting for the limiter included
         (default: the retry policy's ``deadline``).
         """
+        if not isinstance(action, str) or not action:  # the typed actions pass their own
+            raise ValueError("action must be a non-empty string")
         response, _ = await self._call(action, params or {}, retry_policy, deadline=deadline)
         return response
 
@@ -510,9 +512,7 @@ class VpcClient:
         DEBUG, not WARNING).
         """
         # Check the call, serialise its body once, find its limiter; the deadline starts
-        # (here, not in a helper: a frame less on every call).
-        if not isinstance(action, str) or not action:
-            raise ValueError("action must be a non-empty string")
+        # (here, not in a helper: a frame less on every call). ``action`` is checked by call().
         policy = retry_policy or self.retry_policy
         if deadline is None:
             deadline = policy.deadline
