@@ -725,7 +725,9 @@ class VpcClient:
         self._in_flight -= 1
         latency = self._clock() - call.started
         if exc is None and call.retrying is None:  # the common case, first try: kept short
-            self.retry_budget.settle(0)
+            budget = self.retry_budget
+            if budget.available < budget.capacity:  # a full bucket (the usual case) takes nothing
+                budget.settle(0)
             action = call.action
             self._calls[action, "ok"] += 1
             self._call_seconds[action] += latency
