@@ -614,3 +614,12 @@ async def test_call_refuses_an_action_that_is_no_name(
     with pytest.raises(ValueError, match="action must be a non-empty string"):
         await client.call(action)
     assert server.requests == []  # nothing sent
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"capacity": -1}, {"retry_cost": 1.5}, {"success_refund": -1}, {"timeout_cost": True}],
+)
+def test_a_retry_budget_refuses_settings_that_are_no_token_counts(setting: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be an int >= 0"):
+        RetryBudget(**setting)
