@@ -729,3 +729,37 @@ async def test_without_a_hold_a_fresh_turn_leaves_no_lane_behind() -> None:
     lanes.end_turn("gw", turn)
     assert len(lanes) == 0  # over at once: the next delete there takes a fresh turn
     assert lanes.fresh_turn("gw", 60.0) is not None
+
+
+async def test_a_not_found_delete_leaves_no_reference_cycle() -> None:
+    """The cleanup job's already-gone case: the error's traceback holds the frames it passed,
+    so none of them may keep the error in a local (exception, traceback and frame would form
+    a cycle that only the garbage collector frees, for every such delete)."""
+    import gc
+
+    gone = Response(
+        200,
+        {"content-type": "application/json"},
+        b'{"Response":{"Error":{"Code":"ResourceNotFound","Message":"gone"},"RequestId":"r"}}',
+    )
+    client = VpcClient(
+        Credential("AKID" + "x" * 32, "k" * 32),
+        region="ap-guangzhou",
+        endpoint="http://127.0.0.1:9",
+        transport=MockTransport(lambda request: gone),
+    )
+    async with client:
+        await client.delete_vpn_connection(
+            vpn_gateway_id=GW, vpn_connection_id="vpnx-00000000", missing_ok=True
+        )
+        gc.collect()
+        gc.disable()
+        try:
+            for i in range(20):
+                result = await client.delete_vpn_connection(
+                    vpn_gateway_id=GW, vpn_connection_id=f"vpnx-{i:08d}", missing_ok=True
+                )
+                assert result.outcome is DeleteOutcome.ALREADY_GONE
+            assert gc.collect() == 0
+        finally:
+            gc.enable()

@@ -1008,15 +1008,20 @@ class VpcClient:
                     if failed is None:
                         lanes.end_turn(key, turn)
                     else:
-                        response, attempts = await lanes.after_failed_turn(
-                            key,
-                            turn,
-                            failed,
-                            self._delete_round(body, tunnel),
-                            policy,
-                            self._before_delete_retry,
-                            limit,
-                        )
+                        try:
+                            response, attempts = await lanes.after_failed_turn(
+                                key,
+                                turn,
+                                failed,
+                                self._delete_round(body, tunnel),
+                                policy,
+                                self._before_delete_retry,
+                                limit,
+                            )
+                        finally:
+                            # This frame is in the traceback of what it raises: holding the
+                            # error would make a cycle only the garbage collector frees.
+                            del failed
         except NotFoundError as exc:
             # Both run: the memory forgets the tunnel whatever this call itself saw.
             remembered = self.unknown_outcomes.pop(tunnel)

@@ -295,6 +295,7 @@ class GatewayLanes:
                 lane, call, policy, on_busy, lane.taken_at + limit, limit, None, error
             )
         finally:
+            del error  # this frame is in the traceback of what _rounds raises: no cycle
             self._release(key, lane)
 
     async def _rounds(
@@ -358,7 +359,7 @@ class GatewayLanes:
             if error.retry_kind is not RetryKind.GATEWAY_BUSY:
                 if error.may_have_taken_effect:
                     lane.accepted_at = self._clock()  # it may hold the gateway now
-                raise error
+                break
             attempts = error.attempts
             unknown = error.may_have_taken_effect
             busy += 1
@@ -368,9 +369,16 @@ class GatewayLanes:
             give_up = self._give_up(policy, attempts, busy, due >= deadline_at)
             if give_up:
                 error.add_note(f"gateway lane: gave up after {give_up}")
-                raise error
+                break
             if on_busy is not None:
                 on_busy(error, attempts, max(0.0, due - self._clock()))
+        # Raised with the local dropped as it leaves: a frame that holds the exception it raises
+        # is in its traceback, a cycle only the garbage collector frees (every not-found delete
+        # of a cleanup job made one).
+        try:
+            raise error
+        finally:
+            del error
 
     async def _queue(self, key: Hashable, lane: _Lane, deadline_at: float, limit: float) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
