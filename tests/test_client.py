@@ -623,3 +623,27 @@ async def test_call_refuses_an_action_that_is_no_name(
 def test_a_retry_budget_refuses_settings_that_are_no_token_counts(setting: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be an int >= 0"):
         RetryBudget(**setting)
+
+
+async def test_a_call_that_succeeds_after_a_retry_keeps_no_error_in_a_cycle(
+    server: Script, client: VpcClient
+) -> None:
+    """The replayed first failure's traceback holds _call's and _retry's frames: neither may keep
+    the error in a local, or every retried call leaves it (and its frames) to the collector."""
+    import gc
+
+    server.then(err("InternalError"), ok(), err("InternalError"), ok())
+    await delete(client)  # warm-up: first-use caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        result = await delete(client)
+        assert result.attempts == 2
+        gc.collect()
+        kept = [o for o in gc.garbage if isinstance(o, BaseException)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []

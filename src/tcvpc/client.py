@@ -582,11 +582,17 @@ class VpcClient:
         )
         call.retrying = machinery
         replay: TcvpcError | None = first_failure
+        # Neither this frame nor _call's keeps the error once it is replayed: both are in its
+        # traceback, and holding it would make a cycle only the garbage collector frees.
+        del first_failure
         async for attempt in machinery.retrying():
             with attempt:
                 if replay is not None:
                     failure, replay = replay, None
-                    raise failure
+                    try:
+                        raise failure
+                    finally:
+                        del failure
                 response = await self._attempt_once(call)
         return response
 
