@@ -162,8 +162,9 @@ class StrictRateLimiter:
       vary. Counting *starts* is not enough: a late request lands in the same server second as
       ``n`` later ones. A request whose answer stalls holds its own slot for the allowance, not
       the others'. The allowance grows with the requests' own durations (RFC 6298's
-      retransmission timeout: smoothed duration plus four deviations, answered requests only)
-      above ``min_latency_allowance`` (0.25 s), so a slow network or server cannot outrun it.
+      retransmission timeout: smoothed duration plus four deviations, answered requests only,
+      at most one every 10 ms) above ``min_latency_allowance`` (0.25 s), so a slow network or
+      server cannot outrun it.
     * **Paced**: underneath, a token bucket refilled at ``rate`` holding 0.2 s of tokens (1.5 to
       20) spaces requests evenly once it is empty, absorbs the event loop's timer rounding, and
       lets a handful of requests that became ready together go at once.
@@ -307,8 +308,7 @@ class StrictRateLimiter:
                 srtt += 0.125 * (duration - srtt)
             self._srtt, self._rttvar = srtt, rttvar
             allowance = srtt + 4 * rttvar
-            # max(), without its call: every answered request passes here.
-            floor = self._min_allowance
+            floor = self._min_allowance  # max(floor, allowance), without the call
             self._allowance = allowance if allowance > floor else floor
         if ended < permit.deadline:
             self._early.append(ended)
