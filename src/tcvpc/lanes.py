@@ -221,14 +221,10 @@ class GatewayLanes:
         """
         limit = _limit(policy, deadline)
         lane = self.fresh_turn(key, limit)  # a free gateway: the lane is made held by this call
-        if lane is not None:
-            now = lane.taken_at
-            deadline_at = now + limit
-            started: float | None = now
-        else:
-            now = self._clock()
-            deadline_at = now + limit
-            started = now
+        now = self._clock() if lane is None else lane.taken_at
+        deadline_at = now + limit
+        started: float | None = now
+        if lane is None:
             self.stats.turns += 1
             lane = self._lanes[key]
             if lane.held:
@@ -268,13 +264,6 @@ class GatewayLanes:
         """A fresh turn's round ended without a ``TcvpcError``: answered, or cancelled in flight
         (it may have been accepted). The gateway's hold counts from now; the turn passes on."""
         lane.accepted_at = self._clock()
-        if lane.waiters is None and self.estimator.hold <= 0.0:
-            # Nobody queued and no hold to keep: the lane is over, as _release would conclude
-            # (without its two calls: most deletes of a service end here).
-            lane.held = False
-            if self._lanes.get(key) is lane:
-                del self._lanes[key]
-            return
         self._release(key, lane)
 
     async def after_failed_turn(
