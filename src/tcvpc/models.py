@@ -14,8 +14,6 @@ from typing import Any, TypedDict
 
 from tcvpc.frozen import slot_setters
 
-"""How a frozen dataclass's ``__init__`` sets its fields (bound once here: see TunnelRef)."""
-
 _GATEWAY_ID = re.compile(r"vpngw-[a-z0-9]{8}")
 _CONNECTION_ID = re.compile(r"vpnx-[a-z0-9]{8}")
 
