@@ -147,11 +147,10 @@ class _Call:
 
     action: str
     body: bytes
-    loop: asyncio.AbstractEventLoop
     limiter: RateLimiter
     policy: RetryPolicy
     started: float
-    """``loop.time()`` when the call began: its deadline counts from here."""
+    """The client's clock (its loop's) when the call began: its deadline counts from here."""
     deadline: float
     """Seconds the whole call may take."""
     remember: Hashable | None
@@ -518,9 +517,8 @@ class VpcClient:
             deadline = policy.deadline
         elif not deadline > 0:
             raise ValueError("deadline must be a positive number of seconds")
-        loop = self._loop
-        if loop is None or not runs_here(loop):
-            loop = self._check_loop()  # binds a first loop, refuses another
+        if self._loop is None or not runs_here(self._loop):
+            self._check_loop()  # binds a first loop (and its clock), refuses another
         if self._closed:
             self._ensure_session()  # raises ClientClosedError
         body = params if isinstance(params, bytes) else _JSON.encode(params).encode("utf-8")
@@ -547,7 +545,6 @@ class VpcClient:
         call = _Call(
             action,
             body,
-            loop,
             limiter,
             policy,
             now,
@@ -573,7 +570,7 @@ class VpcClient:
 
     async def _retry(self, call: _Call, first_failure: TcvpcError) -> dict[str, Any]:
         """Let tenacity decide every retry: the inline attempt's failure is its attempt 1."""
-        remaining = call.deadline_at - call.loop.time()
+        remaining = call.deadline_at - self._clock()
         machinery = CallRetrying(
             call.policy,
             self.retry_budget,
@@ -600,7 +597,7 @@ class VpcClient:
         """One attempt: a permit within the deadline, the request, what its answer teaches."""
         # The inline first attempt starts as the call does (_call awaits nothing before it);
         # _retry's attempts read the clock.
-        now = call.started if call.retrying is None else call.loop.time()
+        now = call.started if call.retrying is None else self._clock()
         try:
             if call.deadline_at <= now:
                 raise self._deadline_error(call, "before the next attempt could start")
@@ -619,7 +616,7 @@ class VpcClient:
             permit = None if try_acquire is None else try_acquire()
             if permit is None:
                 permit = await self._permit(call)
-                now = call.loop.time()
+                now = self._clock()
         except TcvpcError as exc:  # shed or out of time: nothing sent by this attempt
             exc.after_unknown_outcome = call.outcome_unknown
             raise
@@ -652,9 +649,8 @@ class VpcClient:
 
     async def _permit(self, call: _Call) -> Permit:
         """Wait for the limiter, but not past the deadline (when it had no permit free at once)."""
-        loop = call.loop
         self._waiting += 1
-        queued = loop.time()
+        queued = self._clock()
         timeout = asyncio.timeout(call.deadline_at - queued)
         try:
             async with timeout:
@@ -665,11 +661,11 @@ class VpcClient:
             raise self._deadline_error(call, "while waiting for the rate limiter") from None
         finally:
             self._waiting -= 1
-            call.queue_wait += loop.time() - queued
+            call.queue_wait += self._clock() - queued
 
     async def _send_within_deadline(self, call: _Call) -> dict[str, Any]:
         """One request, cut short when the call's deadline comes before the request timeout."""
-        remaining = call.deadline_at - call.loop.time()
+        remaining = call.deadline_at - self._clock()
         if remaining <= 0:  # the permit came just as the deadline passed
             raise self._deadline_error(call, "before the request could be sent")
         timeout = asyncio.timeout(remaining)
@@ -731,9 +727,7 @@ class VpcClient:
         self._in_flight -= 1
         latency = self._clock() - call.started
         if exc is None and call.retrying is None:  # the common case, first try: kept short
-            budget = self.retry_budget
-            if budget.available < budget.capacity:  # a full bucket (the usual case) takes nothing
-                budget.settle(0)
+            self.retry_budget.settle(0)
             action = call.action
             self._calls[action, "ok"] += 1
             self._call_seconds[action] += latency

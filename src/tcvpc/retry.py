@@ -146,7 +146,8 @@ class RetryBudget:
 
     def settle(self, spent: int) -> None:
         """A call succeeded after withdrawing ``spent``: return that, or the first-try refund."""
-        self.deposit(spent if spent else self.success_refund)
+        if self.available < self.capacity:  # a full bucket (the usual case) takes nothing
+            self.deposit(spent if spent else self.success_refund)
 
     def withdraw(self, cost: int) -> bool:
         if cost > self.available:
